@@ -1,0 +1,1 @@
+"""The ``scivae`` command-line interface (installed as the package ``scivae_cli``)."""

@@ -1,0 +1,227 @@
+"""``scivae``: fit, embed, generate, interpolate and evaluate from the shell.
+
+Every command reports bad input as one ``error: ...`` line on stderr that names the fix, and exits with
+code 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import importlib
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from scivae import __version__
+from scivae.errors import ScivaeInputError
+
+app = typer.Typer(
+    name="scivae",
+    help="Variational autoencoders for single-cell counts (.h5ad) and molecules (SMILES).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+CELL_SUFFIXES = (".h5ad", ".zarr", ".h5")
+MOLECULE_SUFFIXES = (".smi", ".txt", ".csv", ".csv.gz", ".smi.gz", ".txt.gz")
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit with code 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`ScivaeInputError` (and unreadable files) into a one-line error and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ScivaeInputError as e:
+            fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        except FileNotFoundError as e:
+            fail(f"{e.filename or e}: no such file; check the path")
+        except IsADirectoryError as e:
+            fail(f"{e.filename}: is a directory, expected a file")
+        except PermissionError as e:
+            fail(f"{e.filename}: permission denied; choose another output path")
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"scivae {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Variational autoencoders for scientific data: cells (AnnData counts) and molecules (SMILES/SELFIES)."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _read_primer_inputs(path: Path) -> list[float]:
+    if not path.exists():
+        raise ScivaeInputError(f"{path}: no such file; pass a CSV with a column input_value")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or "input_value" not in reader.fieldnames:
+            raise ScivaeInputError(f"{path} has no column 'input_value': add a header line 'input_value'")
+        values = []
+        for i, row in enumerate(reader, start=2):
+            raw = (row.get("input_value") or "").strip()
+            try:
+                values.append(float(raw))
+            except ValueError:
+                raise ScivaeInputError(f"{path} line {i}: {raw!r} is not a number; fix or remove that row") from None
+    return values
+
+
+@app.command("demo-1d")
+@user_errors
+def demo_1d(
+    file: Annotated[
+        Path | None, typer.Argument(help="CSV with a column input_value (default: the primer's 10 inputs).")
+    ] = None,
+    animate: Annotated[bool, typer.Option("--animate", help="Print the running statistics after each row.")] = False,
+    delay: Annotated[float, typer.Option(help="Seconds to pause between rows with --animate.")] = 0.0,
+) -> None:
+    """The VAE primer's 1-D worked example: encode, decode, reconstruction loss, KL and ELBO per row."""
+    from scivae.primer import DEFAULT_INPUTS, run_primer
+
+    values = _read_primer_inputs(file) if file is not None else list(DEFAULT_INPUTS)
+    try:
+        result = run_primer(values)
+    except ValueError as e:
+        raise ScivaeInputError(str(e)) from None
+    typer.echo(f"inputs: n = {len(values)}, mean = {result.mean:.4g}, SD (population) = {result.sd:.4g}")
+    typer.echo("encoder: z_mean = (x - mean) / SD, z_var = 0.5; decoder at the mean: x_hat = z * SD + mean\n")
+    header = f"{'x':>8} {'z_mean':>8} {'z_var':>6} {'x_hat':>8} {'recon':>8} {'KL':>7}"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    kl_sum = rec_sum = 0.0
+    for i, r in enumerate(result.rows, start=1):
+        typer.echo(f"{r.x:8.3f} {r.z_mean:8.3f} {r.z_var:6.2f} {r.x_hat:8.3f} {r.reconstruction:8.3f} {r.kl:7.3f}")
+        kl_sum += r.kl
+        rec_sum += r.reconstruction
+        if animate:
+            typer.echo(
+                f"    after {i} row(s): mean recon = {rec_sum / i:.3f}, mean KL = {kl_sum / i:.3f}, "
+                f"ELBO so far = {-(rec_sum + kl_sum) / i:.3f}"
+            )
+            if delay > 0:
+                time.sleep(delay)
+    typer.echo("-" * len(header))
+    typer.echo(f"mean reconstruction loss = {result.mean_reconstruction:.3f}")
+    typer.echo(f"mean KL                  = {result.mean_kl:.3f}")
+    typer.echo(f"ELBO = -(recon + KL)     = {result.elbo:.3f}")
+
+
+def _data_kind(data: Path) -> str:
+    name = data.name.lower()
+    if name.endswith(MOLECULE_SUFFIXES):
+        return "molecules"
+    is_10x_dir = data.is_dir() and any((data / f).exists() for f in ("matrix.mtx", "matrix.mtx.gz"))
+    if name.endswith(CELL_SUFFIXES) or is_10x_dir:
+        return "cells"
+    raise ScivaeInputError(
+        f"{data.name}: unknown data type; scivae fit reads cells from .h5ad/.zarr/.h5 or a 10x matrix folder and "
+        "molecules from .smi/.txt/.csv/.csv.gz"
+    )
+
+
+@app.command("fit")
+@user_errors
+def fit(
+    data: Annotated[Path, typer.Argument(help="Cells: .h5ad/.zarr/10x .h5 or folder. Molecules: .smi/.txt/.csv(.gz).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: DATA.scivae/ beside it).")
+    ] = None,
+    layer: Annotated[str | None, typer.Option(help="[cells] Layer holding raw counts.")] = None,
+    batch_key: Annotated[str | None, typer.Option(help="[cells] obs column with the batch.")] = None,
+    likelihood: Annotated[str, typer.Option(help="[cells] nb, zinb or poisson.")] = "nb",
+    n_top_genes: Annotated[int | None, typer.Option(help="[cells] Keep this many highly variable genes.")] = None,
+    alphabet: Annotated[str, typer.Option(help="[molecules] smiles or selfies.")] = "smiles",
+    column: Annotated[str | None, typer.Option(help="[molecules] CSV column holding SMILES.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="[molecules] Drop longer strings (tokens).")] = None,
+    n_latent: Annotated[int | None, typer.Option(help="Latent dimensions.")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Maximum epochs (early stopping may stop sooner).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
+    kl_schedule: Annotated[str | None, typer.Option(help="constant, linear, cyclical or sigmoid.")] = None,
+    kl_warmup: Annotated[int | None, typer.Option(help="Linear KL warm-up length in steps.")] = None,
+    free_bits: Annotated[float | None, typer.Option(help="Free bits per latent dimension (nats).")] = None,
+    beta: Annotated[float | None, typer.Option(help="KL multiplier (beta-VAE).")] = None,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    devices: Annotated[str, typer.Option(help="Devices for Lightning ('auto', a count or a list).")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Fit a VAE on a count matrix (.h5ad) or a SMILES file, and write the model, embedding and report."""
+    if not data.exists():
+        raise ScivaeInputError(f"{data}: no such file or folder; check the path")
+    kind = _data_kind(data)
+    common: dict[str, Any] = dict(
+        out=out,
+        n_latent=n_latent,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        kl_schedule=kl_schedule,
+        kl_warmup=kl_warmup,
+        free_bits=free_bits,
+        beta=beta,
+        accelerator=accelerator,
+        devices=devices,
+        seed=seed,
+    )
+    if kind == "cells":
+        if alphabet != "smiles" or column is not None or max_length is not None:
+            raise ScivaeInputError("--alphabet, --column and --max-length apply to molecule files, not to cells")
+        runner = importlib.import_module("scivae_cli.cells").fit_cells
+        runner(data, layer=layer, batch_key=batch_key, likelihood=likelihood, n_top_genes=n_top_genes, **common)
+    else:
+        if layer is not None or batch_key is not None or likelihood != "nb" or n_top_genes is not None:
+            raise ScivaeInputError(
+                "--layer, --batch-key, --likelihood and --n-top-genes apply to cells, not to molecules"
+            )
+        runner = importlib.import_module("scivae_cli.molecules").fit_molecules
+        runner(data, alphabet=alphabet, column=column, max_length=max_length, **common)
+
+
+def _register(name: str, module: str, attr: str) -> None:
+    """Register an adapter command if its module is importable (adapters land one by one)."""
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return
+    app.command(name)(user_errors(fn))
+
+
+_register("embed", "scivae_cli.cells", "embed")
+_register("generate", "scivae_cli.molecules", "generate")
+_register("interpolate", "scivae_cli.molecules", "interpolate")
+_register("evaluate", "scivae_cli.evaluate", "evaluate")
+
+
+def run() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,82 @@
+"""Lightning callbacks: KL annealing, collapse diagnostics and best-weight restoration."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import lightning as L
+import torch
+
+from scivae.core.diagnostics import CollapseReport, collapse_report
+from scivae.core.schedules import KLSchedule
+from scivae.core.training_plan import VAETrainingPlan
+
+
+class KLAnnealing(L.Callback):
+    """Sets ``plan.kl_weight = schedule(global_step)`` before every training step."""
+
+    def __init__(self, schedule: KLSchedule) -> None:
+        self.schedule = schedule
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else 10_000
+        self.schedule.bind(int(total))
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        pl_module.kl_weight = self.schedule(trainer.global_step)
+
+
+class CollapseMonitor(L.Callback):
+    """Logs KL per latent dimension and active units after every validation epoch.
+
+    Attributes
+    ----------
+    history
+        One :class:`CollapseReport` per validation epoch.
+    """
+
+    def __init__(self, threshold: float = 0.01) -> None:
+        self.threshold = threshold
+        self.history: list[CollapseReport] = []
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not isinstance(pl_module, VAETrainingPlan):
+            return
+        posterior = pl_module.validation_posterior()
+        if posterior is None:
+            return
+        report = collapse_report(*posterior, threshold=self.threshold)
+        self.history.append(report)
+        pl_module.log("active_units", float(report.active_units), prog_bar=True)
+        pl_module.log("kl_total_validation", report.kl_total)
+
+
+class BestWeights(L.Callback):
+    """Keeps an in-memory copy of the weights with the best validation ELBO and restores it at the end.
+
+    Early stopping stops *after* the best epoch; without this the returned model is the last, worse one.
+    """
+
+    def __init__(self, monitor: str = "elbo_validation") -> None:
+        self.monitor = monitor
+        self.best_score = -math.inf
+        self.best_epoch: int | None = None
+        self._state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is None or not torch.isfinite(score):
+            return
+        if float(score) > self.best_score:
+            self.best_score = float(score)
+            self.best_epoch = trainer.current_epoch
+            self._state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.state_dict().items()})
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._state is not None:
+            pl_module.load_state_dict(self._state)

@@ -1,0 +1,150 @@
+"""Array-backed data for the core: whole batches sliced by index, no per-item collation.
+
+Adapters turn their domain data into a ``dict`` of row-aligned arrays (numpy, scipy CSR/CSC or torch)
+once; every batch is then one fancy-index per array. This keeps AnnData and RDKit out of the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from scivae.errors import ScivaeInputError
+
+ArrayLike = Any  # np.ndarray | scipy.sparse matrix | torch.Tensor
+
+
+def _n_rows(arrays: Mapping[str, ArrayLike]) -> int:
+    sizes = {k: v.shape[0] for k, v in arrays.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"arrays must have the same number of rows, got {sizes}")
+    return next(iter(sizes.values()))
+
+
+def _to_tensor(a: ArrayLike) -> Tensor:
+    if sp.issparse(a):
+        a = a.toarray()
+    t = a if isinstance(a, Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+    if t.is_floating_point():
+        return t.float()
+    if t.dtype == torch.bool:
+        return t
+    return t.long()
+
+
+def take_rows(arrays: Mapping[str, ArrayLike], index: np.ndarray) -> dict[str, Tensor]:
+    """Slice the same rows of every array into a batch of tensors (sparse rows are densified here)."""
+    out = {}
+    for key, a in arrays.items():
+        if sp.issparse(a) and a.format != "csr":
+            a = a.tocsr()
+        out[key] = _to_tensor(a[index])
+    return out
+
+
+class _Rows(Dataset):
+    """``dataset[list_of_indices]`` returns one batch; used with a BatchSampler and ``batch_size=None``."""
+
+    def __init__(self, arrays: Mapping[str, ArrayLike], rows: np.ndarray) -> None:
+        self.arrays = {k: (v.tocsr() if sp.issparse(v) else v) for k, v in arrays.items()}
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, positions: Sequence[int]) -> dict[str, Tensor]:
+        # Sorted rows make CSR slicing sequential; order inside a batch does not change the loss.
+        return take_rows(self.arrays, np.sort(self.rows[np.asarray(positions)]))
+
+
+def _loader(arrays: Mapping[str, ArrayLike], rows: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    dataset = _Rows(arrays, rows)
+    if shuffle:
+        generator = torch.Generator().manual_seed(seed)
+        sampler = RandomSampler(range(len(rows)), generator=generator)
+    else:
+        sampler = SequentialSampler(range(len(rows)))
+    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
+
+
+def iterate_batches(
+    arrays: Mapping[str, ArrayLike], batch_size: int = 1024, device: torch.device | str = "cpu"
+) -> Iterator[dict[str, Tensor]]:
+    """Batches of all rows in order, already on ``device`` (for inference: latents, ELBO, sampling)."""
+    n = _n_rows(arrays)
+    csr = {k: (v.tocsr() if sp.issparse(v) else v) for k, v in arrays.items()}
+    for start in range(0, n, batch_size):
+        batch = take_rows(csr, np.arange(start, min(start + batch_size, n)))
+        yield {k: v.to(device) for k, v in batch.items()}
+
+
+def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random train/validation split of ``n`` rows (at least one row on each side when n >= 2)."""
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ScivaeInputError(f"validation fraction must be in [0, 1), got {validation_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * validation_fraction))
+    if validation_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+class ArrayDataModule(L.LightningDataModule):
+    """LightningDataModule over row-aligned arrays with a seeded train/validation split.
+
+    Parameters
+    ----------
+    arrays
+        Row-aligned arrays; each batch holds the same keys as tensors (floats as float32, integers as int64).
+    batch_size
+        Minibatch size.
+    validation_fraction
+        Fraction of rows held out for validation (early stopping, diagnostics).
+    seed
+        Seed of the split and of the shuffling.
+    train_indices, validation_indices
+        Explicit split; overrides ``validation_fraction``.
+    """
+
+    def __init__(
+        self,
+        arrays: Mapping[str, ArrayLike],
+        batch_size: int = 128,
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+        train_indices: np.ndarray | None = None,
+        validation_indices: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        self.arrays = dict(arrays)
+        self.n_obs = _n_rows(self.arrays)
+        if self.n_obs == 0:
+            raise ScivaeInputError("no observations to train on: the input is empty after filtering")
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ScivaeInputError(f"batch size must be >= 1, got {batch_size}")
+        self.seed = seed
+        if train_indices is None:
+            train_indices, validation_indices = split_indices(self.n_obs, validation_fraction, seed)
+        self.train_indices = np.asarray(train_indices)
+        self.validation_indices = np.asarray(validation_indices if validation_indices is not None else [], dtype=int)
+
+    def train_dataloader(self) -> DataLoader:
+        return _loader(self.arrays, self.train_indices, self.batch_size, shuffle=True, seed=self.seed)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if len(self.validation_indices) == 0:
+            return []
+        return _loader(self.arrays, self.validation_indices, self.batch_size, shuffle=False, seed=self.seed)
+
+    def validation_arrays(self) -> dict[str, ArrayLike]:
+        """The validation rows of every array (for diagnostics after fitting)."""
+        idx = self.validation_indices if len(self.validation_indices) else self.train_indices
+        return {k: v[idx] for k, v in self.arrays.items()}

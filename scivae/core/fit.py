@@ -1,0 +1,226 @@
+"""``fit_module``: the one place where a :class:`VAEModule` meets a Lightning Trainer."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing
+from scivae.core.data import ArrayDataModule, iterate_batches
+from scivae.core.diagnostics import CollapseReport, collapse_report
+from scivae.core.module import VAEModule
+from scivae.core.schedules import KLSchedule
+from scivae.core.training_plan import VAETrainingPlan
+from scivae.errors import CollapseWarning
+
+MONITOR = "elbo_validation"
+
+
+@dataclass
+class FitResult:
+    """What a fit produced besides the trained weights.
+
+    Attributes
+    ----------
+    history
+        One row per epoch: train/validation ELBO, reconstruction, KL, KL weight, active units.
+    metrics
+        Final figures (at the restored best epoch): ELBO, reconstruction, KL, active units, time.
+    collapse
+        Collapse diagnostics of the final model on the validation set.
+    kl_per_dim_history
+        KL per latent dimension after every validation epoch.
+    """
+
+    history: pd.DataFrame
+    metrics: dict[str, Any]
+    collapse: CollapseReport | None
+    kl_per_dim_history: list[list[float]] = field(default_factory=list)
+    log_dir: str | None = None
+
+
+def resolve_precision(accelerator: str, precision: str | None) -> str:
+    """bf16 mixed precision on a GPU that supports it, full precision elsewhere (CPU bf16 is slower)."""
+    if precision is not None:
+        return precision
+    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def _epoch_history(csv_path: Path) -> pd.DataFrame:
+    if not csv_path.exists():
+        return pd.DataFrame()
+    raw = pd.read_csv(csv_path)
+    if "epoch" not in raw:
+        return pd.DataFrame()
+    # CSVLogger writes train and validation metrics of one epoch on separate rows.
+    hist = raw.groupby("epoch", as_index=False).last()
+    return hist.drop(columns=[c for c in ("step",) if c in hist])
+
+
+@torch.no_grad()
+def posterior_over(
+    module: VAEModule, arrays: dict[str, Any], batch_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances of ``module`` over all rows of ``arrays`` (in order)."""
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    mus, logvars = [], []
+    for batch in iterate_batches(arrays, batch_size, device):
+        post = module.inference(batch)
+        mus.append(post.mu.float().cpu())
+        logvars.append(post.logvar.float().cpu())
+    module.train(was_training)
+    return torch.cat(mus), torch.cat(logvars)
+
+
+def fit_module(
+    module: VAEModule,
+    datamodule: ArrayDataModule,
+    *,
+    max_epochs: int = 100,
+    kl_schedule: KLSchedule | None = None,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    n_samples: int = 1,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    precision: str | None = None,
+    gradient_clip_val: float | None = 10.0,
+    early_stopping: bool = True,
+    patience: int = 20,
+    checkpoint_dir: str | Path | None = None,
+    log_dir: str | Path | None = None,
+    seed: int = 0,
+    progress_bar: bool = True,
+    resume_from: str | Path | None = None,
+    max_time: str | None = None,
+) -> FitResult:
+    """Train ``module`` on ``datamodule`` with Lightning and return the history and diagnostics.
+
+    Parameters
+    ----------
+    module
+        The VAE to train (in place).
+    datamodule
+        Training and validation data.
+    max_epochs
+        Upper bound on epochs; early stopping on the validation ELBO may stop sooner.
+    kl_schedule
+        KL annealing schedule (default: linear warm-up over the first quarter of the run).
+    lr, weight_decay
+        Adam settings.
+    n_samples
+        Monte-Carlo samples of z in the training objective.
+    accelerator, devices
+        Passed to :class:`lightning.Trainer` (``"auto"`` picks a GPU when there is one).
+    precision
+        Trainer precision; ``None`` picks bf16-mixed on a GPU and 32-bit on the CPU.
+    gradient_clip_val
+        Gradient norm clipping; ``None`` disables.
+    early_stopping, patience
+        Stop when the validation ELBO has not improved for ``patience`` epochs; the best weights are restored.
+    checkpoint_dir
+        Where Lightning writes resumable checkpoints (``last.ckpt``); ``None`` writes none.
+    log_dir
+        Where the CSV history goes (a temporary folder by default).
+    seed
+        Seeds torch, numpy and Python (``seed_everything``).
+    progress_bar
+        Show Lightning's progress bar.
+    resume_from
+        A checkpoint to resume from (optimiser, epoch and step are restored).
+    max_time
+        Wall-clock limit ``"DD:HH:MM:SS"``.
+    """
+    # Lightning's start-up banners (GPU/TPU available, tips) are noise in a CLI; warnings still show.
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    L.seed_everything(seed, workers=True, verbose=False)
+    schedule = kl_schedule or KLSchedule("linear")
+    plan = VAETrainingPlan(module, lr=lr, weight_decay=weight_decay, n_samples=n_samples)
+    has_validation = len(datamodule.validation_indices) > 0
+    monitor = CollapseMonitor()
+    best = BestWeights(MONITOR)
+    callbacks: list[L.Callback] = [KLAnnealing(schedule), monitor]
+    if has_validation:
+        callbacks.append(best)
+        if early_stopping:
+            callbacks.append(EarlyStopping(MONITOR, mode="max", patience=patience, check_finite=False))
+    if checkpoint_dir is not None:
+        callbacks.append(ModelCheckpoint(dirpath=str(checkpoint_dir), save_last=True, save_top_k=0))
+    tmp = None
+    if log_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="scivae-log-")
+        log_dir = tmp.name
+    logger = CSVLogger(save_dir=str(log_dir), name="", version="")
+    n_batches = max(1, -(-len(datamodule.train_indices) // datamodule.batch_size))
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        max_time=max_time,
+        accelerator=accelerator,
+        devices=devices,
+        precision=resolve_precision(accelerator, precision),
+        gradient_clip_val=gradient_clip_val,
+        callbacks=callbacks,
+        logger=logger,
+        enable_checkpointing=checkpoint_dir is not None,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=min(50, n_batches),
+        default_root_dir=str(log_dir),
+    )
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        trainer.fit(plan, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    elapsed = time.perf_counter() - start
+
+    history = _epoch_history(Path(logger.log_dir) / "metrics.csv")
+    if tmp is not None:
+        tmp.cleanup()
+        log_dir = None
+    collapse = collapse_report(*posterior_over(module, datamodule.validation_arrays()))
+    if collapse.collapsed:
+        warnings.warn(collapse.message(), CollapseWarning, stacklevel=2)
+
+    metrics: dict[str, Any] = {"epochs_trained": int(trainer.current_epoch), "time_s": round(elapsed, 3)}
+    if not history.empty:
+        row = history.iloc[-1]
+        if best.best_epoch is not None and (history["epoch"] == best.best_epoch).any():
+            row = history[history["epoch"] == best.best_epoch].iloc[-1]
+        metrics["best_epoch"] = int(row["epoch"])
+        for col in history.columns:
+            if col != "epoch" and pd.notna(row[col]):
+                metrics[col] = float(row[col])
+    metrics["active_units"] = collapse.active_units
+    metrics["kl_validation_per_dim"] = collapse.kl_per_dim
+    metrics["n_latent"] = module.n_latent
+    metrics["skipped_steps"] = plan.skipped_steps
+    metrics["train_obs_per_s"] = round(len(datamodule.train_indices) * max(trainer.current_epoch, 1) / elapsed, 1)
+    metrics["collapsed"] = collapse.collapsed
+    for k, v in list(metrics.items()):
+        if isinstance(v, (np.floating, np.integer)):
+            metrics[k] = v.item()
+    return FitResult(
+        history=history,
+        metrics=metrics,
+        collapse=collapse,
+        kl_per_dim_history=[r.kl_per_dim for r in monitor.history],
+        log_dir=str(log_dir) if log_dir is not None else None,
+    )

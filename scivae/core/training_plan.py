@@ -1,0 +1,94 @@
+"""The Lightning training plan: optimisation of a :class:`VAEModule`, kept apart from the module itself."""
+
+from __future__ import annotations
+
+import warnings
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from scivae.core.module import Batch, VAEModule
+
+
+class VAETrainingPlan(L.LightningModule):
+    """Trains a :class:`VAEModule` on its ELBO.
+
+    The KL annealing weight ``kl_weight`` is set before every step by the
+    :class:`~scivae.core.callbacks.KLAnnealing` callback; validation always uses weight 1 so the monitored
+    validation ELBO is the true bound.
+
+    Parameters
+    ----------
+    module
+        The VAE.
+    lr
+        Adam learning rate.
+    weight_decay
+        Adam weight decay.
+    n_samples
+        Monte-Carlo samples of z per observation in the training objective.
+    """
+
+    def __init__(self, module: VAEModule, lr: float = 1e-3, weight_decay: float = 0.0, n_samples: int = 1) -> None:
+        super().__init__()
+        self.module = module
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.n_samples = n_samples
+        self.kl_weight = 1.0
+        self.skipped_steps = 0
+        self._val_mu: list[Tensor] = []
+        self._val_logvar: list[Tensor] = []
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        out = self.module.loss(batch, kl_weight=self.kl_weight, step=self.global_step, n_samples=self.n_samples)
+        if not torch.isfinite(out.loss):
+            # NaN guard: skip this update instead of poisoning the weights; count it in the history.
+            self.skipped_steps += 1
+            warnings.warn(f"non-finite loss at step {self.global_step}: update skipped", RuntimeWarning, stacklevel=2)
+            return None
+        n = out.reconstruction.shape[0]
+        self.log_dict(
+            {
+                "loss_train": out.loss.detach(),
+                "elbo_train": out.elbo.mean(),
+                "reconstruction_train": out.reconstruction.mean(),
+                "kl_train": out.kl.mean(),
+                "kl_weight": float(self.kl_weight),
+            },
+            on_step=False,
+            on_epoch=True,
+            batch_size=n,
+        )
+        return out.loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_mu, self._val_logvar = [], []
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        out = self.module.loss(batch, kl_weight=1.0, step=self.global_step)
+        n = out.reconstruction.shape[0]
+        self.log_dict(
+            {
+                "elbo_validation": out.elbo.mean(),
+                "reconstruction_validation": out.reconstruction.mean(),
+                "kl_validation": out.kl.mean(),
+            },
+            on_step=False,
+            on_epoch=True,
+            batch_size=n,
+            prog_bar=False,
+        )
+        self.log("val_elbo", out.elbo.mean(), on_epoch=True, batch_size=n, prog_bar=True, logger=False)
+        self._val_mu.append(out.posterior.mu.float().cpu())
+        self._val_logvar.append(out.posterior.logvar.float().cpu())
+
+    def validation_posterior(self) -> tuple[Tensor, Tensor] | None:
+        """Posterior means and log-variances gathered over the last validation epoch."""
+        if not self._val_mu:
+            return None
+        return torch.cat(self._val_mu), torch.cat(self._val_logvar)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.module.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -1,0 +1,6 @@
+"""Gaussian-likelihood VAE for dense real-valued tables: the smallest adapter of the core."""
+
+from scivae.dense.model import GaussianVAE
+from scivae.dense.module import GaussianVAEModule
+
+__all__ = ["GaussianVAE", "GaussianVAEModule"]

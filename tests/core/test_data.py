@@ -1,0 +1,49 @@
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from scivae.core import ArrayDataModule, iterate_batches, split_indices
+
+
+def test_split_is_seeded_and_disjoint():
+    tr, va = split_indices(100, 0.1, seed=3)
+    tr2, va2 = split_indices(100, 0.1, seed=3)
+    assert np.array_equal(tr, tr2) and np.array_equal(va, va2)
+    assert len(va) == 10 and len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 100
+    assert not np.array_equal(va, split_indices(100, 0.1, seed=4)[1])
+
+
+def test_batches_cover_every_training_row_once_per_epoch_sparse_and_dense():
+    rng = np.random.default_rng(0)
+    dense = rng.poisson(1.0, size=(103, 7)).astype(np.float32)
+    arrays = {"x": sp.csc_matrix(dense), "row": np.arange(103), "d": dense}
+    dm = ArrayDataModule(arrays, batch_size=16, validation_fraction=0.2, seed=1)
+    seen = []
+    for batch in dm.train_dataloader():
+        assert batch["x"].dtype == torch.float32 and batch["row"].dtype == torch.int64
+        rows = batch["row"].numpy()
+        assert np.array_equal(batch["x"].numpy(), dense[rows])  # sparse rows densified correctly
+        assert np.array_equal(batch["d"].numpy(), dense[rows])
+        seen.append(rows)
+    seen = np.concatenate(seen)
+    assert np.array_equal(np.sort(seen), dm.train_indices)
+    val = np.concatenate([b["row"].numpy() for b in dm.val_dataloader()])
+    assert np.array_equal(val, dm.validation_indices)
+
+
+def test_shuffling_is_seeded():
+    arrays = {"row": np.arange(50)}
+
+    def order(seed):
+        dm = ArrayDataModule(arrays, batch_size=8, validation_fraction=0.0, seed=seed)
+        return np.concatenate([b["row"].numpy() for b in dm.train_dataloader()])
+
+    assert np.array_equal(order(5), order(5))
+    assert not np.array_equal(order(5), order(6))
+
+
+def test_iterate_batches_in_order():
+    arrays = {"x": sp.csr_matrix(np.eye(5, dtype=np.float32)), "i": np.arange(5)}
+    out = list(iterate_batches(arrays, batch_size=2))
+    assert [len(b["i"]) for b in out] == [2, 2, 1]
+    assert np.array_equal(torch.cat([b["x"] for b in out]).numpy(), np.eye(5))
