@@ -4,7 +4,7 @@ Adapters (``scivae.cells``, ``scivae.molecules``, ``scivae.dense``) subclass :cl
 :class:`BaseModel`; nothing here knows about AnnData or SMILES.
 """
 
-from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing
+from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
 from scivae.core.data import ArrayDataModule, iterate_batches, split_indices, take_rows
 from scivae.core.diagnostics import (
     CollapseReport,
@@ -41,6 +41,7 @@ __all__ = [
     "LossOutput",
     "VAEModule",
     "VAETrainingPlan",
+    "WarmupAwareEarlyStopping",
     "active_unit_variance",
     "active_units",
     "collapse_report",

@@ -7,6 +7,7 @@ import math
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 
 from scivae.core.diagnostics import CollapseReport, collapse_report
 from scivae.core.schedules import KLSchedule
@@ -54,20 +55,43 @@ class CollapseMonitor(L.Callback):
         pl_module.log("kl_total_validation", report.kl_total)
 
 
+def _at_full_weight(schedule: KLSchedule | None, step: int) -> bool:
+    return schedule is None or schedule(step) >= schedule.max_weight * (1.0 - 1e-6)
+
+
+class WarmupAwareEarlyStopping(EarlyStopping):
+    """Early stopping that only counts epochs trained at the full KL weight.
+
+    During a warm-up the validation ELBO can peak early (a weak KL penalty fits the data well while the
+    weight is small) and plain early stopping would then stop before the model ever trained on its real
+    objective.
+    """
+
+    def __init__(self, schedule: KLSchedule | None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.schedule = schedule
+
+    def _should_skip_check(self, trainer: L.Trainer) -> bool:
+        return super()._should_skip_check(trainer) or not _at_full_weight(self.schedule, trainer.global_step)
+
+
 class BestWeights(L.Callback):
     """Keeps an in-memory copy of the weights with the best validation ELBO and restores it at the end.
 
     Early stopping stops *after* the best epoch; without this the returned model is the last, worse one.
+    Only epochs at the full KL weight compete (see :class:`WarmupAwareEarlyStopping`); if the run never
+    reaches it, the last weights are kept.
     """
 
-    def __init__(self, monitor: str = "elbo_validation") -> None:
+    def __init__(self, monitor: str = "elbo_validation", schedule: KLSchedule | None = None) -> None:
         self.monitor = monitor
+        self.schedule = schedule
         self.best_score = -math.inf
         self.best_epoch: int | None = None
         self._state: dict[str, torch.Tensor] | None = None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not _at_full_weight(self.schedule, trainer.global_step):
             return
         score = trainer.callback_metrics.get(self.monitor)
         if score is None or not torch.isfinite(score):

@@ -14,10 +14,10 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing
+from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
 from scivae.core.data import ArrayDataModule, iterate_batches
 from scivae.core.diagnostics import CollapseReport, collapse_report
 from scivae.core.module import VAEModule
@@ -132,7 +132,8 @@ def fit_module(
     gradient_clip_val
         Gradient norm clipping; ``None`` disables.
     early_stopping, patience
-        Stop when the validation ELBO has not improved for ``patience`` epochs; the best weights are restored.
+        Stop when the validation ELBO has not improved for ``patience`` epochs at the full KL weight; the
+        best weights (by validation ELBO, among epochs at the full KL weight) are restored.
     checkpoint_dir
         Where Lightning writes resumable checkpoints (``last.ckpt``); ``None`` writes none.
     log_dir
@@ -154,12 +155,14 @@ def fit_module(
     plan = VAETrainingPlan(module, lr=lr, weight_decay=weight_decay, n_samples=n_samples)
     has_validation = len(datamodule.validation_indices) > 0
     monitor = CollapseMonitor()
-    best = BestWeights(MONITOR)
+    best = BestWeights(MONITOR, schedule)
     callbacks: list[L.Callback] = [KLAnnealing(schedule), monitor]
     if has_validation:
         callbacks.append(best)
         if early_stopping:
-            callbacks.append(EarlyStopping(MONITOR, mode="max", patience=patience, check_finite=False))
+            callbacks.append(
+                WarmupAwareEarlyStopping(schedule, monitor=MONITOR, mode="max", patience=patience, check_finite=False)
+            )
     if checkpoint_dir is not None:
         callbacks.append(ModelCheckpoint(dirpath=str(checkpoint_dir), save_last=True, save_top_k=0))
     tmp = None

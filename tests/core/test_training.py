@@ -78,3 +78,17 @@ def test_resume_from_checkpoint_continues_the_run(digits, tmp_path):
     )
     assert result.metrics["epochs_trained"] == 3
     assert list(result.history["epoch"]) == [2]
+
+
+def test_early_stopping_waits_for_the_full_kl_weight(digits):
+    torch.manual_seed(0)
+    module = GaussianVAEModule(64, n_latent=4, n_hidden=32, n_layers=1)
+    dm = ArrayDataModule({"x": digits[:640]}, batch_size=64, validation_fraction=0.1)  # 9 steps per epoch
+    schedule = KLSchedule("linear", warmup_steps=45)  # full weight from epoch 5 on
+    result = fit_module(module, dm, max_epochs=30, kl_schedule=schedule, patience=1, progress_bar=False)
+    h = result.history
+    assert result.metrics["epochs_trained"] >= 6
+    best = result.metrics["best_epoch"]
+    assert h.loc[h["epoch"] == best, "kl_weight"].item() == 1.0
+    at_full = h[h["kl_weight"] == 1.0]
+    assert result.metrics["elbo_validation"] == at_full["elbo_validation"].max()

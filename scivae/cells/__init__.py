@@ -1,0 +1,27 @@
+"""Single-cell adapter: a count VAE (NB / ZINB / Poisson) for AnnData, on the shared core.
+
+Public API: :class:`CellVAE` (also ``scivae.CellVAE``), :func:`read_anndata`, and ``scivae.tl.embed``.
+"""
+
+from scivae.cells.data import CellData, CovariateEncoder, align, count_problem, counts_matrix, prepare
+from scivae.cells.io import is_cell_data, read_anndata
+from scivae.cells.likelihoods import NegativeBinomial, Poisson, ZeroInflatedNegativeBinomial
+from scivae.cells.model import CellVAE, default_max_epochs
+from scivae.cells.module import CellVAEModule
+
+__all__ = [
+    "CellData",
+    "CellVAE",
+    "CellVAEModule",
+    "CovariateEncoder",
+    "NegativeBinomial",
+    "Poisson",
+    "ZeroInflatedNegativeBinomial",
+    "align",
+    "count_problem",
+    "counts_matrix",
+    "default_max_epochs",
+    "is_cell_data",
+    "prepare",
+    "read_anndata",
+]

@@ -1,0 +1,146 @@
+"""Count likelihoods: negative binomial, zero-inflated negative binomial and Poisson.
+
+All three are parameterised by the log-mean ``log_mu`` (and the log inverse-dispersion ``log_theta``), which
+is what the decoder produces (log-softmax plus log library size). Working in logs keeps every term finite:
+with ``d = log_mu - log_theta``,
+
+    log NB(x; mu, theta) = lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)
+                           - theta * softplus(d) + x * logsigmoid(d)
+
+because ``log(theta / (theta + mu)) = -softplus(d)`` and ``log(mu / (theta + mu)) = logsigmoid(d)``; no
+``log(theta + mu + eps)`` and no division. The variance is ``mu + mu^2 / theta``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LIKELIHOODS = ("nb", "zinb", "poisson")
+
+
+def _lgamma_terms(x: Tensor, theta: Tensor) -> Tensor:
+    """``lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)``, in float64, cast back to ``x.dtype``.
+
+    The difference of two large lgamma values cancels badly in float32 (0.05 nats per entry at
+    theta = 1e5), so it is evaluated in float64. It is exactly 0 where ``x == 0`` (most entries of
+    single-cell counts): on the CPU it is only evaluated at the non-zero entries, which makes the float64
+    version no slower than a dense float32 one; on accelerators the dense form avoids a host sync.
+    """
+    theta = theta.expand_as(x)
+    if x.device.type == "cpu":
+        nz = x > 0
+        xs, ts = x[nz].double(), theta[nz].double()
+        term = (torch.lgamma(xs + ts) - torch.lgamma(ts) - torch.lgamma(xs + 1.0)).to(x.dtype)
+        return torch.zeros_like(x, dtype=term.dtype).masked_scatter(nz, term)
+    xd, td = x.double(), theta.double()
+    return (torch.lgamma(xd + td) - torch.lgamma(td) - torch.lgamma(xd + 1.0)).to(x.dtype)
+
+
+def nb_log_prob(x: Tensor, log_mu: Tensor, log_theta: Tensor) -> Tensor:
+    """Elementwise log NB(x; mean exp(log_mu), inverse dispersion exp(log_theta))."""
+    x, log_mu, log_theta = torch.broadcast_tensors(x, log_mu, log_theta)
+    theta = log_theta.exp()
+    d = log_mu - log_theta
+    return _lgamma_terms(x, theta) - theta * F.softplus(d) + x * F.logsigmoid(d)
+
+
+def zinb_log_prob(x: Tensor, log_mu: Tensor, log_theta: Tensor, zi_logits: Tensor) -> Tensor:
+    """Elementwise log ZINB: with probability ``pi = sigmoid(zi_logits)`` a structural zero, else NB."""
+    log_pi = F.logsigmoid(zi_logits)
+    log_not_pi = F.logsigmoid(-zi_logits)
+    nb = nb_log_prob(x, log_mu, log_theta)
+    # log NB(0) = -theta * softplus(log_mu - log_theta)
+    nb_zero = -log_theta.exp() * F.softplus(log_mu - log_theta)
+    zero = torch.logaddexp(log_pi, log_not_pi + nb_zero)
+    return torch.where(x < 0.5, zero, log_not_pi + nb)
+
+
+def poisson_log_prob(x: Tensor, log_mu: Tensor) -> Tensor:
+    """Elementwise log Poisson(x; exp(log_mu))."""
+    return x * log_mu - log_mu.exp() - torch.lgamma(x + 1.0)
+
+
+class NegativeBinomial:
+    """NB(mu, theta) with ``mu = exp(log_mu)``, ``theta = exp(log_theta)`` (broadcast together).
+
+    Parameters
+    ----------
+    log_mu
+        Log of the mean.
+    log_theta
+        Log of the inverse dispersion (``theta -> inf`` is Poisson).
+    """
+
+    def __init__(self, log_mu: Tensor, log_theta: Tensor) -> None:
+        self.log_mu, self.log_theta = torch.broadcast_tensors(log_mu, log_theta)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.log_mu.exp()
+
+    @property
+    def variance(self) -> Tensor:
+        mu = self.mean
+        return mu + mu * mu / self.log_theta.exp()
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return nb_log_prob(x, self.log_mu, self.log_theta)
+
+    @torch.no_grad()
+    def sample(self) -> Tensor:
+        """One draw per element via the Gamma-Poisson mixture (uses torch's global random state)."""
+        theta = self.log_theta.exp()
+        rate = torch.distributions.Gamma(theta, theta / self.mean.clamp_min(1e-30)).sample()
+        return torch.poisson(rate)
+
+
+class ZeroInflatedNegativeBinomial(NegativeBinomial):
+    """ZINB: a structural zero with probability ``sigmoid(zi_logits)``, otherwise NB(mu, theta)."""
+
+    def __init__(self, log_mu: Tensor, log_theta: Tensor, zi_logits: Tensor) -> None:
+        super().__init__(log_mu, log_theta)
+        self.zi_logits = zi_logits.expand_as(self.log_mu)
+
+    @property
+    def mean(self) -> Tensor:
+        return torch.sigmoid(-self.zi_logits) * self.log_mu.exp()
+
+    @property
+    def variance(self) -> Tensor:
+        pi = torch.sigmoid(self.zi_logits)
+        mu = self.log_mu.exp()
+        nb_var = mu + mu * mu / self.log_theta.exp()
+        return (1 - pi) * (nb_var + pi * mu * mu)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return zinb_log_prob(x, self.log_mu, self.log_theta, self.zi_logits)
+
+    @torch.no_grad()
+    def sample(self) -> Tensor:
+        nb = NegativeBinomial(self.log_mu, self.log_theta).sample()
+        zero = torch.rand(nb.shape, device=nb.device) < torch.sigmoid(self.zi_logits)
+        return torch.where(zero, torch.zeros_like(nb), nb)
+
+
+class Poisson:
+    """Poisson(mu) with ``mu = exp(log_mu)``."""
+
+    def __init__(self, log_mu: Tensor) -> None:
+        self.log_mu = log_mu
+
+    @property
+    def mean(self) -> Tensor:
+        return self.log_mu.exp()
+
+    @property
+    def variance(self) -> Tensor:
+        return self.mean
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return poisson_log_prob(x, self.log_mu)
+
+    @torch.no_grad()
+    def sample(self) -> Tensor:
+        return torch.poisson(self.mean)

@@ -1,0 +1,241 @@
+"""The count VAE as a pure ``nn.Module``: encoder on log1p counts, count-likelihood decoder, covariates.
+
+Batch tensors (built once by :mod:`scivae.cells.data`, sliced by the core's data module):
+
+* ``x``: counts, ``(B, n_genes)`` float32;
+* ``batch``: batch codes, ``(B,)`` int64 (when ``n_batches > 1``);
+* ``cat``: further categorical covariate codes, ``(B, n_cat)`` int64;
+* ``cont``: standardised continuous covariates, ``(B, n_cont)`` float32.
+
+Covariates are one-hot encoded and injected into every decoder layer (and, with ``encode_covariates``,
+every encoder layer), which makes it a conditional VAE.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scivae.cells.likelihoods import LIKELIHOODS, NegativeBinomial, Poisson, ZeroInflatedNegativeBinomial
+from scivae.core import Batch, GaussianHead, GaussianPosterior, KLConfig, VAEModule
+from scivae.errors import ScivaeInputError
+
+DISPERSIONS = ("gene", "gene-batch", "gene-cell")
+LIBRARIES = ("observed", "latent")
+_LOG_2PI = math.log(2.0 * math.pi)
+# Keys under which inference() leaves q(log library | x) in the batch dict for the likelihood terms.
+_QL_MU, _QL_LOGVAR = "_ql_mu", "_ql_logvar"
+
+
+class _InjectedMLP(nn.Module):
+    """Linear -> LayerNorm -> ReLU -> Dropout blocks; the covariate vector is concatenated to every input."""
+
+    def __init__(self, n_in: int, n_cov: int, n_hidden: int, n_layers: int, dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList()
+        for i in range(n_layers):
+            self.layers.append(
+                nn.Sequential(
+                    nn.Linear((n_in if i == 0 else n_hidden) + n_cov, n_hidden),
+                    nn.LayerNorm(n_hidden),
+                    nn.ReLU(),
+                    nn.Dropout(dropout),
+                )
+            )
+
+    def forward(self, h: Tensor, cov: Tensor | None) -> Tensor:
+        for layer in self.layers:
+            h = layer(h if cov is None else torch.cat([h, cov], dim=-1))
+        return h
+
+
+class CellVAEModule(VAEModule):
+    """Conditional count VAE (scVI-like) on the core's :class:`~scivae.core.VAEModule`.
+
+    Parameters
+    ----------
+    n_genes
+        Number of genes (input and output width).
+    n_latent, n_hidden, n_layers, dropout
+        Architecture.
+    likelihood
+        ``"nb"``, ``"zinb"`` or ``"poisson"``.
+    dispersion
+        NB inverse dispersion ``theta``: one per gene, per gene and batch, or predicted per gene and cell.
+    library
+        ``"observed"``: the library size is the cell's total count. ``"latent"``: a log-normal latent
+        variable with a per-batch prior (mean and variance of the training cells' log library size), whose
+        KL is added to the objective.
+    n_batches
+        Number of batches (1: no batch key).
+    n_cats_per_covariate
+        Number of categories of each further categorical covariate.
+    n_continuous
+        Number of continuous covariates.
+    encode_covariates
+        Also condition the encoder on the covariates.
+    library_log_mean, library_log_var
+        Per-batch prior of the latent log library size (length ``n_batches``); required for ``"latent"``.
+    kl_config
+        The core's collapse controls (beta, free bits, capacity).
+    """
+
+    def __init__(
+        self,
+        n_genes: int,
+        n_latent: int = 10,
+        n_hidden: int = 128,
+        n_layers: int = 1,
+        dropout: float = 0.1,
+        likelihood: str = "nb",
+        dispersion: str = "gene",
+        library: str = "observed",
+        n_batches: int = 1,
+        n_cats_per_covariate: Sequence[int] = (),
+        n_continuous: int = 0,
+        encode_covariates: bool = False,
+        library_log_mean: Sequence[float] | None = None,
+        library_log_var: Sequence[float] | None = None,
+        kl_config: KLConfig | None = None,
+    ) -> None:
+        super().__init__(n_latent, kl_config)
+        if likelihood not in LIKELIHOODS:
+            raise ScivaeInputError(f"unknown likelihood {likelihood!r}: use one of {', '.join(LIKELIHOODS)}")
+        if dispersion not in DISPERSIONS:
+            raise ScivaeInputError(f"unknown dispersion {dispersion!r}: use one of {', '.join(DISPERSIONS)}")
+        if library not in LIBRARIES:
+            raise ScivaeInputError(f"unknown library {library!r}: use one of {', '.join(LIBRARIES)}")
+        if dispersion == "gene-batch" and n_batches < 2:
+            raise ScivaeInputError("dispersion='gene-batch' needs a batch key with >= 2 batches: pass batch_key=")
+        for name, value in (("n_latent", n_latent), ("n_hidden", n_hidden), ("n_layers", n_layers)):
+            if value < 1:
+                raise ScivaeInputError(f"{name} must be >= 1, got {value}")
+        self.n_genes = n_genes
+        self.n_hidden, self.n_layers, self.dropout = n_hidden, n_layers, dropout
+        self.likelihood = likelihood
+        self.dispersion = dispersion
+        self.library = library
+        self.n_batches = n_batches
+        self.n_cats_per_covariate = list(n_cats_per_covariate)
+        self.n_continuous = n_continuous
+        self.encode_covariates = encode_covariates
+        n_cov = (n_batches if n_batches > 1 else 0) + sum(self.n_cats_per_covariate) + n_continuous
+        self.n_cov = n_cov
+
+        self.encoder = _InjectedMLP(n_genes, n_cov if encode_covariates else 0, n_hidden, n_layers, dropout)
+        self.z_head = GaussianHead(n_hidden, n_latent)
+        if library == "latent":
+            if library_log_mean is None or library_log_var is None:
+                raise ValueError("library='latent' needs library_log_mean and library_log_var")
+            self.l_head = GaussianHead(n_hidden, 1)
+            self.register_buffer("library_log_mean", torch.as_tensor(library_log_mean, dtype=torch.float32))
+            self.register_buffer("library_log_var", torch.as_tensor(library_log_var, dtype=torch.float32))
+        # The decoder has no dropout: it would add noise to the likelihood, not regularise the code.
+        self.decoder = _InjectedMLP(n_latent, n_cov, n_hidden, n_layers, 0.0)
+        self.scale_head = nn.Linear(n_hidden, n_genes)
+        if likelihood != "poisson":
+            if dispersion == "gene":
+                self.log_theta = nn.Parameter(torch.zeros(n_genes))
+            elif dispersion == "gene-batch":
+                self.log_theta = nn.Parameter(torch.zeros(n_batches, n_genes))
+            else:
+                self.theta_head = nn.Linear(n_hidden, n_genes)
+        if likelihood == "zinb":
+            self.zi_head = nn.Linear(n_hidden, n_genes)
+
+    # ------------------------------------------------------------------------------------------------------
+    def covariates(self, batch: Batch) -> Tensor | None:
+        """One-hot batch and categorical covariates and the continuous ones, concatenated; None if none."""
+        parts = []
+        if self.n_batches > 1:
+            parts.append(F.one_hot(batch["batch"], self.n_batches).float())
+        for i, n in enumerate(self.n_cats_per_covariate):
+            parts.append(F.one_hot(batch["cat"][:, i], n).float())
+        if self.n_continuous:
+            parts.append(batch["cont"].float())
+        return torch.cat(parts, dim=-1) if parts else None
+
+    def _batch_codes(self, batch: Batch) -> Tensor:
+        if self.n_batches > 1:
+            return batch["batch"]
+        return torch.zeros(batch["x"].shape[0], dtype=torch.long, device=batch["x"].device)
+
+    def inference(self, batch: Batch) -> GaussianPosterior:
+        x = batch["x"]
+        cov = self.covariates(batch) if self.encode_covariates else None
+        h = self.encoder(torch.log1p(x), cov)
+        if self.library == "latent":
+            ql = self.l_head(h)
+            batch[_QL_MU], batch[_QL_LOGVAR] = ql.mu, ql.logvar
+        return self.z_head(h)
+
+    def _library_posterior(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        if _QL_MU not in batch:
+            self.inference(batch)
+        return batch[_QL_MU], batch[_QL_LOGVAR]
+
+    def observed_log_library(self, batch: Batch) -> Tensor:
+        """log of the total count, ``(B, 1)``; cells with no count get log(1) = 0 (their likelihood is 0)."""
+        return torch.log(batch["x"].sum(-1, keepdim=True).clamp_min(1.0))
+
+    def decode(self, z: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Decoder features and the log expression fractions ``log_softmax``, ``(B, n_genes)`` each."""
+        h = self.decoder(z, self.covariates(batch))
+        return h, F.log_softmax(self.scale_head(h), dim=-1)
+
+    def generative(self, z: Tensor, batch: Batch, log_library: Tensor | None = None):
+        """p(x | z, covariates, library) as a count distribution.
+
+        ``log_library`` defaults to the observed one (``library="observed"``) or a sample of q(l|x).
+        """
+        if log_library is None:
+            if self.library == "observed":
+                log_library = self.observed_log_library(batch)
+            else:
+                mu, logvar = self._library_posterior(batch)
+                log_library = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        h, log_scale = self.decode(z, batch)
+        log_mu = log_scale + log_library
+        if self.likelihood == "poisson":
+            return Poisson(log_mu)
+        if self.dispersion == "gene":
+            log_theta = self.log_theta
+        elif self.dispersion == "gene-batch":
+            log_theta = self.log_theta[self._batch_codes(batch)]
+        else:
+            log_theta = self.theta_head(h)
+        # Bounded so that one bad step cannot drive theta to 0 or inf (exp overflow, lgamma(0) = inf).
+        log_theta = log_theta.clamp(-12.0, 18.0)
+        if self.likelihood == "zinb":
+            return ZeroInflatedNegativeBinomial(log_mu, log_theta, self.zi_head(h))
+        return NegativeBinomial(log_mu, log_theta)
+
+    # ------------------------------------------------------------------------------------------------------
+    def _library_prior(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        codes = self._batch_codes(batch)
+        return self.library_log_mean[codes].unsqueeze(-1), self.library_log_var[codes].unsqueeze(-1)
+
+    def auxiliary_kl(self, batch: Batch) -> Tensor | None:
+        """KL(q(log l | x) || N(prior mean, prior var of the cell's batch)) for a latent library."""
+        if self.library != "latent":
+            return None
+        mu, logvar = self._library_posterior(batch)
+        p_mu, p_var = self._library_prior(batch)
+        kl = 0.5 * (torch.log(p_var) - logvar + (logvar.exp() + (mu - p_mu) ** 2) / p_var - 1.0)
+        return kl.sum(-1)
+
+    def importance_log_likelihood(self, batch: Batch, z: Tensor) -> Tensor:
+        """``log p(x|z,l) + log p(l) - log q(l|x)`` for one sample of l (latent library), else log p(x|z)."""
+        if self.library != "latent":
+            return self.log_likelihood(batch, z)
+        mu, logvar = self._library_posterior(batch)
+        l_sample = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        p_mu, p_var = self._library_prior(batch)
+        log_p = -0.5 * (_LOG_2PI + torch.log(p_var) + (l_sample - p_mu) ** 2 / p_var)
+        log_q = -0.5 * (_LOG_2PI + logvar + (l_sample - mu) ** 2 / logvar.exp())
+        lp = self.generative(z, batch, log_library=l_sample).log_prob(batch["x"]).sum(-1)
+        return lp + (log_p - log_q).sum(-1)
