@@ -16,16 +16,19 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PIP) install --upgrade pip setuptools wheel 2>&1 | grep -v "is ignored" || true
-	@# On a machine with an NVIDIA GPU, torch 2.13.0 from PyPI is the CUDA build; without one, this
-	@# machine's local index serves the CPU wheel for the same pin, and no CUDA packages are downloaded.
-	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
-	    echo "GPU found: installing CUDA torch 2.13.0"; $(PIP) install $(CONSTRAINTS) "torch==2.13.0" 2>&1 | grep -v "is ignored" ; \
-	else \
-	    echo "no GPU: installing CPU torch 2.13.0"; $(PIP) install $(CONSTRAINTS) "torch==2.13.0" 2>&1 | grep -v "is ignored" ; \
-	fi; $(PY) -c "import torch" || { echo "torch install failed"; exit 1; }
-	@$(PIP) install $(CONSTRAINTS) -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-	@$(PY) -c "import scivae, scivae_cli, torch; print('scivae', scivae.__version__, '| torch', torch.__version__)"
+	@# torch 2.13.0 on a GPU machine: PyPI's build (CUDA). Without a GPU: this machine's local CPU wheel
+	@# (pip's configured find-links), so no CUDA packages are downloaded. The pin is the same either way.
+	@$(PIP) install $(CONSTRAINTS) --upgrade pip setuptools wheel > $(VENV)/install.log 2>&1 \
+	    && if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+	        echo "GPU found: installing torch 2.13.0 (CUDA build)"; \
+	        PIP_FIND_LINKS="" $(PIP) install $(CONSTRAINTS) "torch==2.13.0" >> $(VENV)/install.log 2>&1; \
+	    else \
+	        echo "no GPU: installing torch 2.13.0 (CPU build)"; \
+	        $(PIP) install $(CONSTRAINTS) "torch==2.13.0" >> $(VENV)/install.log 2>&1; \
+	    fi \
+	    && $(PIP) install $(CONSTRAINTS) -e ".[dev]" >> $(VENV)/install.log 2>&1 \
+	    || { grep -v "is ignored" $(VENV)/install.log | tail -40; echo "install failed: see $(VENV)/install.log"; exit 1; }
+	@$(PY) -c "import scivae, scivae_cli, torch; print('installed scivae', scivae.__version__, '| torch', torch.__version__)"
 	@touch $(STAMP)
 
 demo: $(STAMP)

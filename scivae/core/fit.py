@@ -108,6 +108,8 @@ def fit_module(
     progress_bar: bool = True,
     resume_from: str | Path | None = None,
     max_time: str | None = None,
+    restore_best_weights: bool = True,
+    callbacks: list[L.Callback] | None = None,
 ) -> FitResult:
     """Train ``module`` on ``datamodule`` with Lightning and return the history and diagnostics.
 
@@ -146,6 +148,10 @@ def fit_module(
         A checkpoint to resume from (optimiser, epoch and step are restored).
     max_time
         Wall-clock limit ``"DD:HH:MM:SS"``.
+    restore_best_weights
+        Return the weights of the best validation epoch (default) rather than those of the last epoch.
+    callbacks
+        Further Lightning callbacks (timers, custom logging...).
     """
     # Lightning's start-up banners (GPU/TPU available, tips) are noise in a CLI; warnings still show.
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -156,15 +162,16 @@ def fit_module(
     has_validation = len(datamodule.validation_indices) > 0
     monitor = CollapseMonitor()
     best = BestWeights(MONITOR, schedule)
-    callbacks: list[L.Callback] = [KLAnnealing(schedule), monitor]
+    all_callbacks: list[L.Callback] = [KLAnnealing(schedule), monitor, *(callbacks or [])]
     if has_validation:
-        callbacks.append(best)
+        if restore_best_weights:
+            all_callbacks.append(best)
         if early_stopping:
-            callbacks.append(
+            all_callbacks.append(
                 WarmupAwareEarlyStopping(schedule, monitor=MONITOR, mode="max", patience=patience, check_finite=False)
             )
     if checkpoint_dir is not None:
-        callbacks.append(ModelCheckpoint(dirpath=str(checkpoint_dir), save_last=True, save_top_k=0))
+        all_callbacks.append(ModelCheckpoint(dirpath=str(checkpoint_dir), save_last=True, save_top_k=0))
     tmp = None
     if log_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="scivae-log-")
@@ -178,7 +185,7 @@ def fit_module(
         devices=devices,
         precision=resolve_precision(accelerator, precision),
         gradient_clip_val=gradient_clip_val,
-        callbacks=callbacks,
+        callbacks=all_callbacks,
         logger=logger,
         enable_checkpointing=checkpoint_dir is not None,
         enable_progress_bar=progress_bar,
