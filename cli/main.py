@@ -171,11 +171,20 @@ def fit(
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
     devices: Annotated[str, typer.Option(help="Devices for Lightning ('auto', a count or a list).")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[
+        int,
+        typer.Option(help="CPU threads for torch (small models: one thread is usually fastest on a busy machine)."),
+    ] = 1,
 ) -> None:
     """Fit a VAE on a count matrix (.h5ad) or a SMILES file, and write the model, embedding and report."""
     if not data.exists():
         raise ScivaeInputError(f"{data}: no such file or folder; check the path")
+    if threads < 1:
+        raise ScivaeInputError(f"--threads must be >= 1, got {threads}")
     kind = _data_kind(data)
+    import torch
+
+    torch.set_num_threads(threads)
     common: dict[str, Any] = dict(
         out=out,
         n_latent=n_latent,

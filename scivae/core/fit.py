@@ -219,7 +219,6 @@ def fit_module(
             if col != "epoch" and pd.notna(row[col]):
                 metrics[col] = float(row[col])
     metrics["active_units"] = collapse.active_units
-    metrics["kl_validation_per_dim"] = collapse.kl_per_dim
     metrics["n_latent"] = module.n_latent
     metrics["skipped_steps"] = plan.skipped_steps
     metrics["train_obs_per_s"] = round(len(datamodule.train_indices) * max(trainer.current_epoch, 1) / elapsed, 1)
