@@ -1,0 +1,191 @@
+"""Molecule commands: ``scivae fit mols.smi``, ``scivae generate`` and ``scivae interpolate``.
+
+Bad input raises :class:`~scivae.errors.ScivaeInputError`; ``scivae_cli.main`` turns it into one ``error:``
+line and exit code 2. Outputs are written atomically and inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from scivae._atomic import write_text_atomic
+from scivae.errors import ScivaeInputError
+
+#: Defaults of ``scivae fit`` on molecules (None on the command line means "use these"); ``check_samples``
+#: prior samples are drawn after the fit for the report's validity figure.
+FIT_DEFAULTS: dict[str, Any] = {"max_epochs": 50, "batch_size": 256, "kl_schedule": "linear", "check_samples": 1000}
+#: Architecture passed to :class:`~scivae.MolVAE` by ``scivae fit`` (empty: the MOSES-VAE defaults).
+MODEL_OVERRIDES: dict[str, Any] = {}
+
+
+def _echo(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def default_out(data: Path) -> Path:
+    """``mols.smi`` -> ``mols.scivae/`` beside the input (``.csv.gz`` counts as one suffix)."""
+    name = data.name
+    for suf in (".csv.gz", ".smi.gz", ".txt.gz", ".csv", ".smi", ".txt"):
+        if name.lower().endswith(suf):
+            name = name[: -len(suf)]
+            break
+    return data.parent / f"{name}.scivae"
+
+
+def _parse_devices(devices: str) -> int | str:
+    return int(devices) if devices.isdigit() else devices
+
+
+def fit_molecules(
+    data: Path,
+    *,
+    out: Path | None = None,
+    alphabet: str = "smiles",
+    column: str | None = None,
+    max_length: int | None = None,
+    n_latent: int | None = None,
+    max_epochs: int | None = None,
+    batch_size: int | None = None,
+    kl_schedule: str | None = None,
+    kl_warmup: int | None = None,
+    free_bits: float | None = None,
+    beta: float | None = None,
+    accelerator: str = "auto",
+    devices: str = "auto",
+    seed: int = 0,
+) -> None:
+    """Train a molecule VAE on a SMILES file; write ``OUT/model/`` and the fit report into ``OUT/``.
+
+    ``None`` arguments take the model's defaults (MOSES-VAE architecture, 50 epochs with early stopping,
+    batch 256, linear KL warm-up over the first quarter of the run).
+    """
+    from scivae.core import make_schedule, write_fit_report
+    from scivae.molecules import MolVAE, read_smiles_file
+    from scivae.molecules.tokenizer import check_alphabet
+
+    data = Path(data)
+    alphabet = check_alphabet(alphabet)
+    out = Path(out) if out is not None else default_out(data)
+    if out.resolve() == data.resolve():
+        raise ScivaeInputError(f"--out {out} is the input file: choose an output folder")
+    if out.exists() and not out.is_dir():
+        raise ScivaeInputError(f"--out {out} exists and is a file: choose an output folder")
+    epochs = max_epochs if max_epochs is not None else FIT_DEFAULTS["max_epochs"]
+    bs = batch_size if batch_size is not None else FIT_DEFAULTS["batch_size"]
+    if epochs < 1 or bs < 1:
+        raise ScivaeInputError("--max-epochs and --batch-size must be >= 1")
+    schedule = make_schedule(kl_schedule or FIT_DEFAULTS["kl_schedule"], warmup=kl_warmup)
+
+    molecules = read_smiles_file(data, column=column, max_length=max_length)
+    _echo(f"read {molecules.summary()}")
+    kwargs: dict[str, Any] = {**MODEL_OVERRIDES, "alphabet": alphabet, "seed": seed}
+    if n_latent is not None:
+        kwargs["n_latent"] = n_latent
+    if free_bits is not None:
+        kwargs["free_bits"] = free_bits
+    if beta is not None:
+        kwargs["beta"] = beta
+    vae = MolVAE(molecules, **kwargs)
+    _echo(f"{vae!r}; vocabulary of {len(vae.vocab)} tokens, longest molecule {vae.vocab.max_tokens} tokens")
+    result = vae.fit(
+        max_epochs=epochs,
+        batch_size=bs,
+        kl_schedule=schedule,
+        accelerator=accelerator,
+        devices=_parse_devices(devices),
+        seed=seed,
+    )
+    vae.save(out / "model")
+    n_check = int(FIT_DEFAULTS["check_samples"])
+    check = vae.sample(n_check, seed=seed)
+    extra = {
+        "data": {
+            "path": str(data),
+            "alphabet": alphabet,
+            "n_molecules": len(vae.training_smiles),
+            "summary": vae.data_summary,
+        },
+        "prior_samples": {
+            "n": n_check,
+            "valid": float(check["valid"].mean()),
+            "unique_valid": int(check.loc[check["valid"], "smiles"].nunique()),
+            "novel_valid": int(len(set(check.loc[check["valid"], "smiles"]) - set(vae.training_smiles))),
+            "seed": seed,
+        },
+    }
+    write_fit_report(out, result, extra=extra)
+    m = result.metrics
+    _echo(
+        f"trained {m.get('epochs_trained')} epochs in {m.get('time_s', 0):.0f} s; validation ELBO "
+        f"{m.get('elbo_validation', float('nan')):.2f} nats/molecule, KL {m.get('kl_validation', float('nan')):.2f}, "
+        f"{m.get('active_units')}/{vae.n_latent} active units; {n_check} prior samples: "
+        f"{extra['prior_samples']['valid']:.3f} valid"
+    )
+    _echo(f"model: {out / 'model'}  report: {out / 'metrics.json'}")
+
+
+def _load(model_dir: Path) -> Any:
+    from scivae.molecules import MolVAE
+
+    return MolVAE.load(model_dir)
+
+
+def generate(
+    model_dir: Annotated[Path, typer.Argument(help="Model folder written by `scivae fit` (OUT/model).")],
+    n: Annotated[int, typer.Option("-n", "--n", help="Number of molecules to sample.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write SMILES here (.smi; .csv adds a valid column).")
+    ] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (< 1: more conservative).")] = 1.0,
+    unique: Annotated[bool, typer.Option("--unique", help="Keep only distinct valid molecules.")] = False,
+    valid_only: Annotated[
+        bool, typer.Option("--valid-only/--keep-invalid", help="Drop strings that are not valid molecules.")
+    ] = True,
+    batch_size: Annotated[int, typer.Option(help="Molecules decoded at once.")] = 1024,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same molecules).")] = None,
+) -> None:
+    """Sample molecules from a trained molecule VAE's prior; print SMILES or write them to a file."""
+    if n < 1:
+        raise ScivaeInputError(f"-n must be >= 1, got {n}")
+    if output is not None and output.suffix.lower() not in (".smi", ".txt", ".csv"):
+        raise ScivaeInputError(f"{output.name}: write to a .smi, .txt or .csv file")
+    vae = _load(model_dir)
+    df = vae.sample(n, temperature=temperature, batch_size=batch_size, seed=seed)
+    n_valid = int(df["valid"].sum())
+    if valid_only:
+        df = df[df["valid"]]
+    if unique:
+        df = df[df["valid"]].drop_duplicates("smiles")
+    _echo(f"sampled {n}: {n_valid} valid ({n_valid / n:.3f}), {df.loc[df['valid'], 'smiles'].nunique()} distinct")
+    if output is None:
+        sys.stdout.write("".join(f"{s}\n" for s in df["smiles"]))
+        return
+    if output.suffix.lower() == ".csv":
+        text = df[["smiles", "valid"]].to_csv(index=False)
+    else:
+        text = "".join(f"{s}\n" for s in df["smiles"])
+    write_text_atomic(output, text)
+    _echo(f"wrote {len(df)} molecules to {output}")
+
+
+def interpolate(
+    model_dir: Annotated[Path, typer.Argument(help="Model folder written by `scivae fit` (OUT/model).")],
+    smiles_a: Annotated[str, typer.Argument(help="Start molecule (SMILES).")],
+    smiles_b: Annotated[str, typer.Argument(help="End molecule (SMILES).")],
+    steps: Annotated[int, typer.Option(help="Points on the path, end points included.")] = 10,
+    method: Annotated[str, typer.Option(help="slerp or linear.")] = "slerp",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON records instead of a table.")] = False,
+) -> None:
+    """Decode molecules along the latent path between two molecules (greedy decoding)."""
+    vae = _load(model_dir)
+    df = vae.interpolate(smiles_a, smiles_b, steps=steps, method=method)
+    if json_out:
+        typer.echo(json.dumps(df.to_dict(orient="records")))
+        return
+    for row in df.itertuples(index=False):
+        typer.echo(f"{row.t:.3f}\t{row.smiles}\t{'valid' if row.valid else 'invalid'}")

@@ -1,0 +1,22 @@
+"""Molecules: SMILES/SELFIES VAEs (:class:`MolVAE`), reading SMILES files, tokenisation.
+
+MOSES metrics live in :mod:`scivae.molecules.metrics`.
+"""
+
+from scivae.molecules.io import MoleculeSet, canonical_smiles, clean_smiles, read_smiles_file
+from scivae.molecules.model import MolVAEModule
+from scivae.molecules.tokenizer import Vocabulary, detokenize, tokenize, tokenize_smiles
+from scivae.molecules.vae import MolVAE
+
+__all__ = [
+    "MolVAE",
+    "MolVAEModule",
+    "MoleculeSet",
+    "Vocabulary",
+    "canonical_smiles",
+    "clean_smiles",
+    "detokenize",
+    "read_smiles_file",
+    "tokenize",
+    "tokenize_smiles",
+]

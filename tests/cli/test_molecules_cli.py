@@ -1,0 +1,121 @@
+"""``scivae fit mols.smi``, ``scivae generate`` and ``scivae interpolate``: outputs, seeds, exit code 2."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import scivae_cli.molecules as molcli
+from scivae.datasets._moses import moses
+from scivae_cli.main import app
+
+runner = CliRunner()
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    # A tiny architecture keeps the CLI test fast; the command's defaults are the MOSES-VAE sizes.
+    tmp = tmp_path_factory.mktemp("molcli")
+    data = tmp / "mols.smi"
+    data.write_text("SMILES\n" + "\n".join(moses("train", n=300, seed=11)) + "\nnot_a_smiles\n\n")
+    before = _sha(data)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(
+        molcli, "MODEL_OVERRIDES", dict(embedding_dim=16, encoder_hidden=32, decoder_hidden=64, decoder_layers=1)
+    )
+    mp.setitem(molcli.FIT_DEFAULTS, "check_samples", 50)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    r = runner.invoke(
+        app,
+        [
+            "fit",
+            str(data),
+            "--max-epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--n-latent",
+            "4",
+            "--accelerator",
+            "cpu",
+            "--seed",
+            "1",
+        ],
+    )
+    torch.set_num_threads(threads)
+    mp.undo()
+    assert r.exit_code == 0, r.output
+    assert _sha(data) == before  # input untouched
+    return tmp, data, r
+
+
+def test_fit_writes_model_and_report(fitted):
+    tmp, data, r = fitted
+    out = tmp / "mols.scivae"  # default: beside the input
+    assert (out / "model" / "model.safetensors").exists() and (out / "model" / "config.json").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["n_molecules"] == 300 and metrics["n_latent"] == 4
+    assert "1 invalid" in metrics["data"]["summary"] and metrics["prior_samples"]["n"] == 50
+    assert (out / "history.csv").exists() and (out / "training_curves.png").exists()
+    assert "300 valid molecules of 302 entries" in r.output
+
+
+def test_generate_seeded_and_to_file(fitted):
+    tmp, _, _ = fitted
+    model = tmp / "mols.scivae" / "model"
+    a, b = tmp / "a.smi", tmp / "b.smi"
+    for path in (a, b):
+        r = runner.invoke(app, ["generate", str(model), "-n", "30", "-o", str(path), "--seed", "3", "--keep-invalid"])
+        assert r.exit_code == 0, r.output
+    assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 30
+    r = runner.invoke(app, ["generate", str(model), "-n", "20", "--seed", "3", "--unique"])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stdout.splitlines() if ln]
+    assert len(lines) == len(set(lines))
+    c = tmp / "c.csv"
+    r = runner.invoke(app, ["generate", str(model), "-n", "10", "-o", str(c), "--seed", "3", "--keep-invalid"])
+    assert r.exit_code == 0 and c.read_text().startswith("smiles,valid\n")
+
+
+def test_interpolate(fitted):
+    tmp, _, _ = fitted
+    model = tmp / "mols.scivae" / "model"
+    r = runner.invoke(app, ["interpolate", str(model), "CCOc1ccccc1", "CC(=O)Nc1ccccc1", "--steps", "4"])
+    assert r.exit_code == 0, r.output
+    rows = [ln.split("\t") for ln in r.stdout.splitlines() if "\t" in ln]
+    assert len(rows) == 4 and rows[0][0] == "0.000" and rows[-1][0] == "1.000"
+
+
+def _one_line_error(r):
+    assert r.exit_code == 2, r.output
+    err = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "Traceback" not in r.output
+    return err[0]
+
+
+def test_bad_input_exits_2(fitted, tmp_path):
+    tmp, _, _ = fitted
+    model = tmp / "mols.scivae" / "model"
+    assert "no such file" in _one_line_error(runner.invoke(app, ["fit", str(tmp_path / "none.smi")]))
+    bad = tmp_path / "bad.smi"
+    bad.write_text("xx\nC1CC\n")
+    assert "no valid molecule" in _one_line_error(runner.invoke(app, ["fit", str(bad)]))
+    csv = tmp_path / "m.csv"
+    csv.write_text("id,structure\n1,CCO\n")
+    assert "--column" in _one_line_error(runner.invoke(app, ["fit", str(csv)]))
+    assert "no column 'mol'" in _one_line_error(runner.invoke(app, ["fit", str(csv), "--column", "mol"]))
+    assert "alphabet" in _one_line_error(runner.invoke(app, ["fit", str(csv), "--alphabet", "inchi"]))
+    assert "model directory" in _one_line_error(runner.invoke(app, ["generate", str(tmp_path), "-n", "3"]))
+    assert "-n must be" in _one_line_error(runner.invoke(app, ["generate", str(model), "-n", "0"]))
+    msg = _one_line_error(runner.invoke(app, ["interpolate", str(model), "CCO", "c1cc[se]c1"]))
+    assert "token '[se]'" in msg
+    assert "not a valid SMILES" in _one_line_error(runner.invoke(app, ["interpolate", str(model), "CCO", "C1CC"]))
