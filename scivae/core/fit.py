@@ -95,6 +95,7 @@ def fit_module(
     kl_schedule: KLSchedule | None = None,
     lr: float = 1e-3,
     weight_decay: float = 0.0,
+    adam_eps: float = 1e-8,
     n_samples: int = 1,
     accelerator: str = "auto",
     devices: int | str = "auto",
@@ -123,7 +124,7 @@ def fit_module(
         Upper bound on epochs; early stopping on the validation ELBO may stop sooner.
     kl_schedule
         KL annealing schedule (default: linear warm-up over the first quarter of the run).
-    lr, weight_decay
+    lr, weight_decay, adam_eps
         Adam settings.
     n_samples
         Monte-Carlo samples of z in the training objective.
@@ -158,7 +159,7 @@ def fit_module(
         logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(seed, workers=True, verbose=False)
     schedule = kl_schedule or KLSchedule("linear")
-    plan = VAETrainingPlan(module, lr=lr, weight_decay=weight_decay, n_samples=n_samples)
+    plan = VAETrainingPlan(module, lr=lr, weight_decay=weight_decay, n_samples=n_samples, adam_eps=adam_eps)
     has_validation = len(datamodule.validation_indices) > 0
     monitor = CollapseMonitor()
     best = BestWeights(MONITOR, schedule)

@@ -28,12 +28,22 @@ class VAETrainingPlan(L.LightningModule):
         Adam weight decay.
     n_samples
         Monte-Carlo samples of z per observation in the training objective.
+    adam_eps
+        Adam's epsilon (a large value, e.g. 0.01 as in scvi-tools, damps steps of rarely-updated weights).
     """
 
-    def __init__(self, module: VAEModule, lr: float = 1e-3, weight_decay: float = 0.0, n_samples: int = 1) -> None:
+    def __init__(
+        self,
+        module: VAEModule,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        n_samples: int = 1,
+        adam_eps: float = 1e-8,
+    ) -> None:
         super().__init__()
         self.module = module
         self.lr = lr
+        self.adam_eps = adam_eps
         self.weight_decay = weight_decay
         self.n_samples = n_samples
         self.kl_weight = 1.0
@@ -91,4 +101,4 @@ class VAETrainingPlan(L.LightningModule):
         return torch.cat(self._val_mu), torch.cat(self._val_logvar)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.Adam(self.module.parameters(), lr=self.lr, weight_decay=self.weight_decay, eps=self.adam_eps)
