@@ -19,9 +19,7 @@ def moses_path(split: str = "train") -> Path:
         raise ScivaeInputError(f"unknown MOSES split {split!r}: use 'train' or 'test'")
     path = MOSES_DIR / f"{split}.csv.gz"
     if not path.exists():
-        raise ScivaeInputError(
-            f"{path} is missing: reinstall scivae from a source checkout (datasets/ folder)"
-        )
+        raise ScivaeInputError(f"{path} is missing: reinstall scivae from a source checkout (datasets/ folder)")
     return path
 
 
