@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--kl-warmup", type=int, default=None, help="KL warm-up in steps (default: scivae's)")
+    ap.add_argument("--norm", choices=("layer", "batch"), default=None, help="hidden-layer norm (default: scivae's)")
+    ap.add_argument("--adam-eps", type=float, default=None, help="Adam eps (default: scivae's)")
+    ap.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay (default: scivae's)")
     ap.add_argument(
         "--last-epoch",
         action="store_true",
@@ -86,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     train = adata[(adata.obs["split"] == "train").to_numpy()].copy()
     test = adata[(adata.obs["split"] == "test").to_numpy()].copy()
 
+    extra_model = {} if args.norm is None else {"norm": args.norm}
+    extra_fit = {} if args.adam_eps is None else {"adam_eps": args.adam_eps}
+    if args.weight_decay is not None:
+        extra_fit["weight_decay"] = args.weight_decay
     model = scivae.CellVAE(
         train,
         layer=None,
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         n_hidden=128,
         n_layers=1,
         seed=args.seed,
+        **extra_model,
     )
     if len(model.genes) != adata.n_vars:
         raise SystemExit(f"scivae kept {len(model.genes)} of {adata.n_vars} genes: inputs would differ")
@@ -110,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         kl_warmup=args.kl_warmup,
         seed=args.seed,
         progress_bar=False,
+        **extra_fit,
     )
     fit_s = time.perf_counter() - t0
     metrics = model.fit_result.metrics
@@ -148,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             "validation_fraction_within_train_split": validation_fraction,
             "early_stopping": False,
             "kl_warmup_steps": args.kl_warmup,
+            "norm": m.norm,
+            "adam_eps": args.adam_eps,
+            "weight_decay": args.weight_decay,
             "best_validation_epoch": metrics.get("best_epoch"),
             "weights": "last epoch" if args.last_epoch else "best validation epoch",
             "seed": args.seed,

@@ -25,23 +25,36 @@ from scivae.core import Batch, GaussianHead, GaussianPosterior, KLConfig, VAEMod
 from scivae.errors import ScivaeInputError
 
 DISPERSIONS = ("gene", "gene-batch", "gene-cell")
+NORMS = ("layer", "batch")
 LIBRARIES = ("observed", "latent")
 _LOG_2PI = math.log(2.0 * math.pi)
 # Keys under which inference() leaves q(log library | x) in the batch dict for the likelihood terms.
 _QL_MU, _QL_LOGVAR = "_ql_mu", "_ql_logvar"
 
 
-class _InjectedMLP(nn.Module):
-    """Linear -> LayerNorm -> ReLU -> Dropout blocks; the covariate vector is concatenated to every input."""
+class _BatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d that normalises a one-cell training batch with its running statistics (no batch variance)."""
 
-    def __init__(self, n_in: int, n_cov: int, n_hidden: int, n_layers: int, dropout: float) -> None:
+    def forward(self, h: Tensor) -> Tensor:
+        if self.training and h.shape[0] < 2:
+            return F.batch_norm(h, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(h)
+
+
+class _InjectedMLP(nn.Module):
+    """Linear -> norm -> ReLU -> Dropout blocks; the covariate vector is concatenated to every input.
+
+    ``norm="batch"`` uses BatchNorm (momentum 0.01, eps 1e-3, as scvi-tools), ``"layer"`` LayerNorm.
+    """
+
+    def __init__(self, n_in: int, n_cov: int, n_hidden: int, n_layers: int, dropout: float, norm: str) -> None:
         super().__init__()
         self.layers = nn.ModuleList()
         for i in range(n_layers):
             self.layers.append(
                 nn.Sequential(
                     nn.Linear((n_in if i == 0 else n_hidden) + n_cov, n_hidden),
-                    nn.LayerNorm(n_hidden),
+                    _BatchNorm(n_hidden, momentum=0.01, eps=1e-3) if norm == "batch" else nn.LayerNorm(n_hidden),
                     nn.ReLU(),
                     nn.Dropout(dropout),
                 )
@@ -76,6 +89,9 @@ class CellVAEModule(VAEModule):
         Number of categories of each further categorical covariate.
     n_continuous
         Number of continuous covariates.
+    norm
+        Normalisation in the encoder and decoder hidden layers: ``"layer"`` (LayerNorm) or ``"batch"``
+        (BatchNorm, as scvi-tools).
     encode_covariates
         Also condition the encoder on the covariates.
     library_log_mean, library_log_var
@@ -97,6 +113,7 @@ class CellVAEModule(VAEModule):
         n_batches: int = 1,
         n_cats_per_covariate: Sequence[int] = (),
         n_continuous: int = 0,
+        norm: str = "batch",
         encode_covariates: bool = False,
         library_log_mean: Sequence[float] | None = None,
         library_log_var: Sequence[float] | None = None,
@@ -109,6 +126,8 @@ class CellVAEModule(VAEModule):
             raise ScivaeInputError(f"unknown dispersion {dispersion!r}: use one of {', '.join(DISPERSIONS)}")
         if library not in LIBRARIES:
             raise ScivaeInputError(f"unknown library {library!r}: use one of {', '.join(LIBRARIES)}")
+        if norm not in NORMS:
+            raise ScivaeInputError(f"unknown norm {norm!r}: use one of {', '.join(NORMS)}")
         if dispersion == "gene-batch" and n_batches < 2:
             raise ScivaeInputError("dispersion='gene-batch' needs a batch key with >= 2 batches: pass batch_key=")
         for name, value in (("n_latent", n_latent), ("n_hidden", n_hidden), ("n_layers", n_layers)):
@@ -123,10 +142,11 @@ class CellVAEModule(VAEModule):
         self.n_cats_per_covariate = list(n_cats_per_covariate)
         self.n_continuous = n_continuous
         self.encode_covariates = encode_covariates
+        self.norm = norm
         n_cov = (n_batches if n_batches > 1 else 0) + sum(self.n_cats_per_covariate) + n_continuous
         self.n_cov = n_cov
 
-        self.encoder = _InjectedMLP(n_genes, n_cov if encode_covariates else 0, n_hidden, n_layers, dropout)
+        self.encoder = _InjectedMLP(n_genes, n_cov if encode_covariates else 0, n_hidden, n_layers, dropout, norm)
         self.z_head = GaussianHead(n_hidden, n_latent)
         if library == "latent":
             if library_log_mean is None or library_log_var is None:
@@ -135,7 +155,7 @@ class CellVAEModule(VAEModule):
             self.register_buffer("library_log_mean", torch.as_tensor(library_log_mean, dtype=torch.float32))
             self.register_buffer("library_log_var", torch.as_tensor(library_log_var, dtype=torch.float32))
         # The decoder has no dropout: it would add noise to the likelihood, not regularise the code.
-        self.decoder = _InjectedMLP(n_latent, n_cov, n_hidden, n_layers, 0.0)
+        self.decoder = _InjectedMLP(n_latent, n_cov, n_hidden, n_layers, 0.0, norm)
         self.scale_head = nn.Linear(n_hidden, n_genes)
         if likelihood != "poisson":
             if dispersion == "gene":

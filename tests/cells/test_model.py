@@ -166,6 +166,7 @@ def test_empty_cells_are_embedded_but_not_trained_on() -> None:
     "kwargs",
     [
         {"likelihood": "zinb"},
+        {"likelihood": "zinb", "norm": "layer"},
         {"likelihood": "poisson", "library": "latent"},
         {"likelihood": "nb", "library": "latent", "dispersion": "gene-batch", "batch_key": "batch"},
         {
@@ -213,6 +214,8 @@ def test_bad_arguments(pbmc_small) -> None:
         CellVAE(pbmc_small, dispersion="gene-batch")
     with pytest.raises(ScivaeInputError, match="needs an AnnData"):
         CellVAE(pbmc_small.X)
+    with pytest.raises(ScivaeInputError, match="norm"):
+        CellVAE(pbmc_small, norm="group")
 
 
 def test_default_epochs_follow_data_size() -> None:
