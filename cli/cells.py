@@ -176,7 +176,7 @@ def embed(
     key_added: Annotated[str, typer.Option(help="obsm key of the embedding.")] = KEY,
     batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 1024,
 ) -> None:
-    """Embed new cells with a trained model: writes the input plus obsm[KEY] (latent means) to a new .h5ad."""
+    """Embed new cells with a trained model: writes the input plus obsm["X_scivae"] (latent means) to a new .h5ad."""
     from scivae.cells import CellVAE, read_anndata
 
     data = Path(data)

@@ -213,12 +213,8 @@ def fit(
 
 
 def _register(name: str, module: str, attr: str) -> None:
-    """Register an adapter command if its module is importable (adapters land one by one)."""
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return
-    app.command(name)(user_errors(fn))
+    """Register an adapter command; adapter CLI modules import their heavy stacks inside the commands."""
+    app.command(name)(user_errors(getattr(importlib.import_module(module), attr)))
 
 
 _register("embed", "scivae_cli.cells", "embed")
