@@ -71,6 +71,8 @@ def fit_cells(
     batch_size: int | None = None,
     kl_schedule: str | None = None,
     kl_warmup: int | None = None,
+    lr: float | None = None,
+    lr_schedule: str = "constant",
     free_bits: float | None = None,
     beta: float | None = None,
     accelerator: str = "auto",
@@ -115,6 +117,8 @@ def fit_cells(
         kl_schedule=kl_schedule,
         kl_warmup=kl_warmup,
         seed=seed,
+        lr_schedule=lr_schedule,
+        **({} if lr is None else {"lr": lr}),
     )
     result = model.fit_result
     assert result is not None

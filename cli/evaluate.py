@@ -17,91 +17,6 @@ import typer
 from scivae._atomic import write_text_atomic
 from scivae.errors import ScivaeInputError
 
-_LINE_SUFFIXES = (".smi", ".txt", ".smi.gz", ".txt.gz")
-_CSV_SUFFIXES = (".csv", ".csv.gz")
-_COLUMNS = ("SMILES", "smiles", "Smiles", "canonical_smiles", "CANONICAL_SMILES")
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    for suf in _LINE_SUFFIXES + _CSV_SUFFIXES:
-        if name.endswith(suf):
-            return suf
-    return path.suffix.lower()
-
-
-def read_smiles_entries(path: Path, column: str | None = None, what: str = "SMILES") -> list[str]:
-    """Read every entry of a SMILES file as written (no parsing): one string per line or CSV row.
-
-    ``.smi``/``.txt`` (optionally gzipped): the SMILES is the first whitespace-separated field, a first line
-    ``SMILES`` is a header, an empty line is an empty entry (trailing empty lines are ignored).
-    ``.csv``/``.csv.gz``: the column ``column`` (default ``SMILES``/``smiles``, or the only column).
-
-    Raises
-    ------
-    ScivaeInputError
-        Missing file, unsupported suffix, missing column or no entry at all.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ScivaeInputError(f"{what} file {path} does not exist: check the path")
-    if path.is_dir():
-        raise ScivaeInputError(f"{what} file {path} is a directory: give a .smi, .txt, .csv or .csv.gz file")
-    suf = _suffix(path)
-    if suf in _CSV_SUFFIXES:
-        entries = _read_csv(path, column)
-    elif suf in _LINE_SUFFIXES:
-        entries = _read_lines(path)  # --column only concerns CSV files
-    else:
-        raise ScivaeInputError(
-            f"{path.name}: unsupported file type {suf or '(none)'}; give a .smi, .txt, .csv or .csv.gz file"
-        )
-    if not entries:
-        raise ScivaeInputError(f"{what} file {path} holds no SMILES: give one SMILES per line")
-    return entries
-
-
-def _read_lines(path: Path) -> list[str]:
-    import gzip
-
-    try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
-                lines = fh.read().splitlines()
-        else:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except (OSError, EOFError) as exc:
-        raise ScivaeInputError(f"cannot read {path} ({type(exc).__name__}): check the file") from exc
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if lines and lines[0].strip().lower() in ("smiles", "canonical_smiles"):
-        lines = lines[1:]
-    return [ln.split()[0] if ln.strip() else "" for ln in lines]
-
-
-def _read_csv(path: Path, column: str | None) -> list[str]:
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError as exc:
-        raise ScivaeInputError(f"{path} is empty: give a CSV file with a header and a SMILES column") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
-        raise ScivaeInputError(f"cannot read {path} as CSV ({type(exc).__name__}): check the file") from exc
-    if column is None:
-        found = [c for c in _COLUMNS if c in df.columns]
-        if found:
-            column = found[0]
-        elif len(df.columns) == 1:
-            column = str(df.columns[0])
-        else:
-            cols = ", ".join(map(str, df.columns[:8]))
-            raise ScivaeInputError(f"{path.name} has no SMILES column (columns: {cols}): name it with --column")
-    elif column not in df.columns:
-        cols = ", ".join(map(str, df.columns[:8]))
-        raise ScivaeInputError(f"{path.name} has no column {column!r} (columns: {cols}): fix --column")
-    return [v.strip() for v in df[column].tolist()]
-
 
 def format_table(metrics: dict[str, float]) -> str:
     """A two-column text table of the metrics (NaN shown as ``n/a``)."""
@@ -134,15 +49,19 @@ def evaluate(
     batch_size: int = typer.Option(512, "--batch-size", help="ChemNet batch size."),
 ) -> None:
     """MOSES metrics of generated molecules: valid, unique@k, Novelty, IntDiv, Filters, FCD, SNN, Frag, Scaf."""
+    from scivae.molecules.io import read_smiles_entries
     from scivae.molecules.metrics import ReferenceStats, compute_metrics, compute_reference_stats
 
     if batch_size < 1:
         raise ScivaeInputError(f"--batch-size must be a positive integer, got {batch_size}")
-    gen_smiles = read_smiles_entries(gen, column, "generated")
-    train_smiles = read_smiles_entries(train, column, "training") if train is not None else None
+    # one --column for all three files, which may mix .smi and .csv: it is ignored for .smi files
+    gen_smiles = read_smiles_entries(gen, column, what="generated", strict_column=False)
+    train_smiles = None
+    if train is not None:
+        train_smiles = read_smiles_entries(train, column, what="training", strict_column=False)
     reference: list[str] | ReferenceStats | None = None
     if test is not None:
-        reference = read_smiles_entries(test, column, "test")
+        reference = read_smiles_entries(test, column, what="test", strict_column=False)
     elif test_stats is not None:
         reference = ReferenceStats.load(test_stats)
     typer.echo(f"evaluating {len(gen_smiles)} generated entries from {gen}", err=True)

@@ -158,7 +158,9 @@ def fit(
     batch_key: Annotated[str | None, typer.Option(help="[cells] obs column with the batch.")] = None,
     likelihood: Annotated[str, typer.Option(help="[cells] nb, zinb or poisson.")] = "nb",
     n_top_genes: Annotated[int | None, typer.Option(help="[cells] Keep this many highly variable genes.")] = None,
-    alphabet: Annotated[str, typer.Option(help="[molecules] smiles or selfies.")] = "smiles",
+    alphabet: Annotated[
+        str, typer.Option(help="[molecules] smiles, kekule (SMILES in Kekulé form) or selfies.")
+    ] = "smiles",
     column: Annotated[str | None, typer.Option(help="[molecules] CSV column holding SMILES.")] = None,
     max_length: Annotated[int | None, typer.Option(help="[molecules] Drop longer strings (tokens).")] = None,
     n_latent: Annotated[int | None, typer.Option(help="Latent dimensions.")] = None,
@@ -166,6 +168,8 @@ def fit(
     batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
     kl_schedule: Annotated[str | None, typer.Option(help="constant, linear, cyclical or sigmoid.")] = None,
     kl_warmup: Annotated[int | None, typer.Option(help="Linear KL warm-up length in steps.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate (default: the model's).")] = None,
+    lr_schedule: Annotated[str, typer.Option(help="constant, or cosine (decays to 0 at --max-epochs).")] = "constant",
     free_bits: Annotated[float | None, typer.Option(help="Free bits per latent dimension (nats).")] = None,
     beta: Annotated[float | None, typer.Option(help="KL multiplier (beta-VAE).")] = None,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
@@ -192,12 +196,20 @@ def fit(
         batch_size=batch_size,
         kl_schedule=kl_schedule,
         kl_warmup=kl_warmup,
+        lr=lr,
+        lr_schedule=lr_schedule,
         free_bits=free_bits,
         beta=beta,
         accelerator=accelerator,
         devices=devices,
         seed=seed,
     )
+    from scivae.core.training_plan import LR_SCHEDULES
+
+    if lr_schedule not in LR_SCHEDULES:
+        raise ScivaeInputError(f"--lr-schedule {lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
+    if lr is not None and not lr > 0:
+        raise ScivaeInputError(f"--lr must be > 0, got {lr}")
     if kind == "cells":
         if alphabet != "smiles" or column is not None or max_length is not None:
             raise ScivaeInputError("--alphabet, --column and --max-length apply to molecule files, not to cells")

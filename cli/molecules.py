@@ -53,6 +53,8 @@ def fit_molecules(
     batch_size: int | None = None,
     kl_schedule: str | None = None,
     kl_warmup: int | None = None,
+    lr: float | None = None,
+    lr_schedule: str = "constant",
     free_bits: float | None = None,
     beta: float | None = None,
     accelerator: str = "auto",
@@ -99,6 +101,8 @@ def fit_molecules(
         accelerator=accelerator,
         devices=_parse_devices(devices),
         seed=seed,
+        lr_schedule=lr_schedule,
+        **({} if lr is None else {"lr": lr}),
     )
     vae.save(out / "model")
     n_check = int(FIT_DEFAULTS["check_samples"])
@@ -148,6 +152,12 @@ def generate(
     ] = True,
     batch_size: Annotated[int, typer.Option(help="Molecules decoded at once.")] = 1024,
     seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same molecules).")] = None,
+    syntax: Annotated[
+        bool,
+        typer.Option(
+            "--syntax/--raw", help="SMILES models: mask tokens that break SMILES syntax (--raw: the model's own)."
+        ),
+    ] = True,
 ) -> None:
     """Sample molecules from a trained molecule VAE's prior; print SMILES or write them to a file."""
     if n < 1:
@@ -155,7 +165,7 @@ def generate(
     if output is not None and output.suffix.lower() not in (".smi", ".txt", ".csv"):
         raise ScivaeInputError(f"{output.name}: write to a .smi, .txt or .csv file")
     vae = _load(model_dir)
-    df = vae.sample(n, temperature=temperature, batch_size=batch_size, seed=seed)
+    df = vae.sample(n, temperature=temperature, batch_size=batch_size, seed=seed, syntax=syntax)
     n_valid = int(df["valid"].sum())
     if valid_only:
         df = df[df["valid"]]

@@ -5,7 +5,7 @@ Adapters (``scivae.cells``, ``scivae.molecules``, ``scivae.dense``) subclass :cl
 """
 
 from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
-from scivae.core.data import ArrayDataModule, iterate_batches, split_indices, take_rows
+from scivae.core.data import ArrayDataModule, GroupedBatchSampler, iterate_batches, split_indices, take_rows
 from scivae.core.diagnostics import (
     CollapseReport,
     active_unit_variance,
@@ -27,6 +27,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SCHEDULES",
     "ArrayDataModule",
+    "GroupedBatchSampler",
     "BaseModel",
     "Batch",
     "BestWeights",

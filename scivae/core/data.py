@@ -6,6 +6,7 @@ once; every batch is then one fancy-index per array. This keeps AnnData and RDKi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from scivae.errors import ScivaeInputError
 
@@ -64,11 +65,64 @@ class _Rows(Dataset):
         return take_rows(self.arrays, np.sort(self.rows[np.asarray(positions)]))
 
 
-def _loader(arrays: Mapping[str, ArrayLike], rows: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+class GroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of positions whose ``sizes`` are close, so that padding per batch stays small.
+
+    Each epoch the positions are shuffled, cut into pools of ``pool_batches`` batches, sorted by size inside
+    each pool and cut into batches; the batches are then shuffled. Batch composition is random from epoch to
+    epoch (as with plain shuffling), and a batch's sizes differ little (padded sequences: less wasted compute).
+
+    Parameters
+    ----------
+    sizes
+        One size per position (for example a sequence length).
+    batch_size
+        Positions per batch (the last batch of a pool may be smaller).
+    generator
+        Seeded generator; it advances every epoch, so a seed gives the same sequence of epochs.
+    pool_batches
+        Batches per sorting pool: larger pools pad less but mix less.
+    """
+
+    def __init__(self, sizes: np.ndarray, batch_size: int, generator: torch.Generator, pool_batches: int = 50) -> None:
+        self.sizes = torch.as_tensor(np.asarray(sizes))
+        self.batch_size = int(batch_size)
+        self.generator = generator
+        self.pool = self.batch_size * int(pool_batches)
+
+    def __len__(self) -> int:
+        n = len(self.sizes)
+        full, rest = divmod(n, self.pool)
+        return full * math.ceil(self.pool / self.batch_size) + math.ceil(rest / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        perm = torch.randperm(len(self.sizes), generator=self.generator)
+        batches = []
+        for start in range(0, len(perm), self.pool):
+            chunk = perm[start : start + self.pool]
+            chunk = chunk[torch.argsort(self.sizes[chunk], stable=True)]
+            batches.extend(chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size))
+        for b in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[b]
+
+
+def _loader(
+    arrays: Mapping[str, ArrayLike],
+    rows: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    group_by: str | None = None,
+) -> DataLoader:
     dataset = _Rows(arrays, rows)
+    sizes = None if group_by is None else np.asarray(arrays[group_by])[rows]
     if shuffle:
         generator = torch.Generator().manual_seed(seed)
+        if sizes is not None:
+            return DataLoader(dataset, sampler=GroupedBatchSampler(sizes, batch_size, generator), batch_size=None)
         sampler = RandomSampler(range(len(rows)), generator=generator)
+    elif sizes is not None:  # fixed order, sorted by size: the same batches every epoch, little padding
+        sampler = np.argsort(sizes, kind="stable").tolist()
     else:
         sampler = SequentialSampler(range(len(rows)))
     return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
@@ -111,6 +165,9 @@ class ArrayDataModule(L.LightningDataModule):
         Seed of the split and of the shuffling.
     train_indices, validation_indices
         Explicit split; overrides ``validation_fraction``.
+    group_by
+        Key of a 1-d size array (for example sequence lengths): batches then hold rows of similar size
+        (:class:`GroupedBatchSampler`), which cuts padding for variable-length data.
     """
 
     def __init__(
@@ -121,6 +178,7 @@ class ArrayDataModule(L.LightningDataModule):
         seed: int = 0,
         train_indices: np.ndarray | None = None,
         validation_indices: np.ndarray | None = None,
+        group_by: str | None = None,
     ) -> None:
         super().__init__()
         self.arrays = dict(arrays)
@@ -131,18 +189,25 @@ class ArrayDataModule(L.LightningDataModule):
         if self.batch_size < 1:
             raise ScivaeInputError(f"batch size must be >= 1, got {batch_size}")
         self.seed = seed
+        if group_by is not None and group_by not in self.arrays:
+            raise ValueError(f"group_by={group_by!r} is not one of the arrays {sorted(self.arrays)}")
+        self.group_by = group_by
         if train_indices is None:
             train_indices, validation_indices = split_indices(self.n_obs, validation_fraction, seed)
         self.train_indices = np.asarray(train_indices)
         self.validation_indices = np.asarray(validation_indices if validation_indices is not None else [], dtype=int)
 
     def train_dataloader(self) -> DataLoader:
-        return _loader(self.arrays, self.train_indices, self.batch_size, shuffle=True, seed=self.seed)
+        return _loader(
+            self.arrays, self.train_indices, self.batch_size, shuffle=True, seed=self.seed, group_by=self.group_by
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         if len(self.validation_indices) == 0:
             return []
-        return _loader(self.arrays, self.validation_indices, self.batch_size, shuffle=False, seed=self.seed)
+        return _loader(
+            self.arrays, self.validation_indices, self.batch_size, shuffle=False, seed=self.seed, group_by=self.group_by
+        )
 
     def validation_arrays(self) -> dict[str, ArrayLike]:
         """The validation rows of every array (for diagnostics after fitting)."""

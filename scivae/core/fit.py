@@ -37,7 +37,9 @@ class FitResult:
     history
         One row per epoch: train/validation ELBO, reconstruction, KL, KL weight, active units.
     metrics
-        Final figures (at the restored best epoch): ELBO, reconstruction, KL, active units, time.
+        Final figures of the returned weights: ELBO, reconstruction, KL, active units, time.
+        ``weights_epoch`` is the epoch those weights come from; ``best_epoch`` is set (to the same epoch)
+        only when the best validation weights were restored.
     collapse
         Collapse diagnostics of the final model on the validation set.
     kl_per_dim_history
@@ -96,6 +98,7 @@ def fit_module(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     adam_eps: float = 1e-8,
+    lr_schedule: str = "constant",
     n_samples: int = 1,
     accelerator: str = "auto",
     devices: int | str = "auto",
@@ -126,6 +129,9 @@ def fit_module(
         KL annealing schedule (default: linear warm-up over the first quarter of the run).
     lr, weight_decay, adam_eps
         Adam settings.
+    lr_schedule
+        ``"constant"`` or ``"cosine"`` (decay to 0 at ``max_epochs``; with ``max_time`` set ``max_epochs`` to
+        what fits in the budget).
     n_samples
         Monte-Carlo samples of z in the training objective.
     accelerator, devices
@@ -159,7 +165,9 @@ def fit_module(
         logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(seed, workers=True, verbose=False)
     schedule = kl_schedule or KLSchedule("linear")
-    plan = VAETrainingPlan(module, lr=lr, weight_decay=weight_decay, n_samples=n_samples, adam_eps=adam_eps)
+    plan = VAETrainingPlan(
+        module, lr=lr, weight_decay=weight_decay, n_samples=n_samples, adam_eps=adam_eps, lr_schedule=lr_schedule
+    )
     has_validation = len(datamodule.validation_indices) > 0
     monitor = CollapseMonitor()
     best = BestWeights(MONITOR, schedule)
@@ -215,7 +223,8 @@ def fit_module(
         row = history.iloc[-1]
         if best.best_epoch is not None and (history["epoch"] == best.best_epoch).any():
             row = history[history["epoch"] == best.best_epoch].iloc[-1]
-        metrics["best_epoch"] = int(row["epoch"])
+            metrics["best_epoch"] = int(row["epoch"])  # only when those weights are the ones returned
+        metrics["weights_epoch"] = int(row["epoch"])
         for col in history.columns:
             if col != "epoch" and pd.notna(row[col]):
                 metrics[col] = float(row[col])

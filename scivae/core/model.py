@@ -72,6 +72,7 @@ class BaseModel(ABC):
         seed: int = 0,
         train_indices: np.ndarray | None = None,
         validation_indices: np.ndarray | None = None,
+        group_by: str | None = None,
         **fit_kwargs: Any,
     ) -> FitResult:
         datamodule = ArrayDataModule(
@@ -81,6 +82,7 @@ class BaseModel(ABC):
             seed=seed,
             train_indices=train_indices,
             validation_indices=validation_indices,
+            group_by=group_by,
         )
         schedule = kl_schedule if isinstance(kl_schedule, KLSchedule) else make_schedule(kl_schedule, warmup=kl_warmup)
         self.module.train()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import lightning as L
@@ -9,6 +10,9 @@ import torch
 from torch import Tensor
 
 from scivae.core.module import Batch, VAEModule
+
+#: Learning-rate schedules of :class:`VAETrainingPlan`.
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class VAETrainingPlan(L.LightningModule):
@@ -30,6 +34,9 @@ class VAETrainingPlan(L.LightningModule):
         Monte-Carlo samples of z per observation in the training objective.
     adam_eps
         Adam's epsilon (a large value, e.g. 0.01 as in scvi-tools, damps steps of rarely-updated weights).
+    lr_schedule
+        ``"constant"`` or ``"cosine"``: decay from ``lr`` to 0 over the planned optimiser steps
+        (``max_epochs`` times the batches per epoch), step by step.
     """
 
     def __init__(
@@ -39,8 +46,12 @@ class VAETrainingPlan(L.LightningModule):
         weight_decay: float = 0.0,
         n_samples: int = 1,
         adam_eps: float = 1e-8,
+        lr_schedule: str = "constant",
     ) -> None:
         super().__init__()
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
+        self.lr_schedule = lr_schedule
         self.module = module
         self.lr = lr
         self.adam_eps = adam_eps
@@ -100,5 +111,14 @@ class VAETrainingPlan(L.LightningModule):
             return None
         return torch.cat(self._val_mu), torch.cat(self._val_logvar)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.module.parameters(), lr=self.lr, weight_decay=self.weight_decay, eps=self.adam_eps)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+        optimizer = torch.optim.Adam(
+            self.module.parameters(), lr=self.lr, weight_decay=self.weight_decay, eps=self.adam_eps
+        )
+        if self.lr_schedule == "constant":
+            return optimizer
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

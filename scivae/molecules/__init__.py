@@ -3,7 +3,7 @@
 MOSES metrics live in :mod:`scivae.molecules.metrics`.
 """
 
-from scivae.molecules.io import MoleculeSet, canonical_smiles, clean_smiles, read_smiles_file
+from scivae.molecules.io import MoleculeSet, canonical_smiles, clean_smiles, read_smiles_entries, read_smiles_file
 from scivae.molecules.model import MolVAEModule
 from scivae.molecules.tokenizer import Vocabulary, detokenize, tokenize, tokenize_smiles
 from scivae.molecules.vae import MolVAE
@@ -16,6 +16,7 @@ __all__ = [
     "canonical_smiles",
     "clean_smiles",
     "detokenize",
+    "read_smiles_entries",
     "read_smiles_file",
     "tokenize",
     "tokenize_smiles",

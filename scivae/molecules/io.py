@@ -155,6 +155,10 @@ def clean_smiles(smiles: Iterable[str | None], *, max_length: int | None = None,
     return result
 
 
+_LINE_SUFFIXES = (".smi", ".txt", ".smi.gz", ".txt.gz")
+_CSV_SUFFIXES = (".csv", ".csv.gz")
+
+
 def _suffix(path: Path) -> str:
     name = path.name.lower()
     for suf in (".csv.gz", ".smi.gz", ".txt.gz"):
@@ -169,24 +173,17 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
 
 
-def _read_smi(path: Path, column: str | None) -> list[str]:
+def _read_lines(path: Path) -> list[str]:
     # One molecule per line; the SMILES is the first whitespace-separated field (a name may follow).
-    if column is not None:
-        raise ScivaeInputError(f"--column only applies to .csv files; {path.name} has one SMILES per line")
     try:
         with _open_text(path) as fh:
             lines = fh.read().splitlines()
     except (OSError, EOFError) as exc:
         raise ScivaeInputError(f"cannot read {path} ({type(exc).__name__}): check the file format") from exc
-    if (
-        lines
-        and lines[0].strip().split()[:1]
-        and lines[0].strip().split()[0].lower()
-        in (
-            "smiles",
-            "canonical_smiles",
-        )
-    ):
+    while lines and not lines[-1].strip():  # blank lines at the end of a file are not entries
+        lines.pop()
+    first = lines[0].split()[:1] if lines else []
+    if first and first[0].lower() in ("smiles", "canonical_smiles"):
         lines = lines[1:]
     return [ln.split()[0] if ln.strip() else "" for ln in lines]
 
@@ -195,21 +192,71 @@ def _read_csv(path: Path, column: str | None) -> list[str]:
     import pandas as pd
 
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError as exc:
         raise ScivaeInputError(f"{path} is empty: give a CSV file with a header and a SMILES column") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise ScivaeInputError(f"cannot read {path} as CSV ({type(exc).__name__}): check the file format") from exc
+    cols = ", ".join(map(str, df.columns[:8]))
     if column is None:
         found = [c for c in _COLUMN_CANDIDATES if c in df.columns]
-        if not found:
-            cols = ", ".join(map(str, df.columns[:8]))
+        if found:
+            column = found[0]
+        elif len(df.columns) == 1:  # a single column is unambiguous whatever its name
+            column = str(df.columns[0])
+        else:
             raise ScivaeInputError(f"{path.name} has no SMILES column (columns: {cols}): name it with --column NAME")
-        column = found[0]
     elif column not in df.columns:
-        cols = ", ".join(map(str, df.columns[:8]))
         raise ScivaeInputError(f"{path.name} has no column {column!r} (columns: {cols}): pass one of those to --column")
-    return [v if isinstance(v, str) else "" for v in df[column].tolist()]
+    return [v.strip() for v in df[column].tolist()]
+
+
+def read_smiles_entries(
+    path: str | os.PathLike[str], column: str | None = None, *, what: str = "SMILES", strict_column: bool = True
+) -> list[str]:
+    """Read every entry of a SMILES file as written, without parsing: one string per line or CSV row.
+
+    ``.smi``/``.txt`` (optionally gzipped): the SMILES is the first whitespace-separated field (a name may
+    follow), a first line ``SMILES`` is a header, an empty line is an empty entry (blank lines at the end of
+    the file are ignored). ``.csv``/``.csv.gz``: the column ``column`` (default ``SMILES``/``smiles``, or the
+    only column); a missing value is an empty entry.
+
+    Parameters
+    ----------
+    path
+        Input file; it is only read, never modified.
+    column
+        CSV column holding the SMILES.
+    what
+        Names the file in messages (``"training"``, ``"generated"``...).
+    strict_column
+        Reject ``column`` for a one-per-line file (``False``: ignore it there, for commands that read
+        several files of mixed types with one ``--column``).
+
+    Raises
+    ------
+    ScivaeInputError
+        Missing file, directory, unsupported suffix, missing column, or no entry at all.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ScivaeInputError(f"{what} file {path} does not exist: check the path")
+    if path.is_dir():
+        raise ScivaeInputError(f"{what} file {path} is a directory: give a .smi, .txt, .csv or .csv.gz file")
+    suf = _suffix(path)
+    if suf in _CSV_SUFFIXES:
+        entries = _read_csv(path, column)
+    elif suf in _LINE_SUFFIXES:
+        if column is not None and strict_column:
+            raise ScivaeInputError(f"--column only applies to .csv files; {path.name} has one SMILES per line")
+        entries = _read_lines(path)
+    else:
+        raise ScivaeInputError(
+            f"{path.name}: unsupported file type {suf or '(none)'}; give a .smi, .txt, .csv or .csv.gz file"
+        )
+    if not entries:
+        raise ScivaeInputError(f"no molecules in {what} file {path}: give a file with one SMILES per line")
+    return entries
 
 
 def read_smiles_file(
@@ -217,12 +264,14 @@ def read_smiles_file(
 ) -> MoleculeSet:
     """Read molecules from a ``.smi``/``.txt`` (one SMILES per line) or ``.csv``/``.csv.gz`` file.
 
+    Entries are read by :func:`read_smiles_entries`, then canonicalised by :func:`clean_smiles`.
+
     Parameters
     ----------
     path
         Input file; it is only read, never modified.
     column
-        CSV column holding the SMILES (default: ``SMILES`` or ``smiles``).
+        CSV column holding the SMILES (default: ``SMILES`` or ``smiles``, or the only column).
     max_length
         Drop molecules whose canonical SMILES has more tokens than this (counted in the summary).
 
@@ -236,18 +285,5 @@ def read_smiles_file(
     ScivaeInputError
         Missing file, unsupported suffix, missing column, or no valid molecule.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ScivaeInputError(f"{path} does not exist: check the path to the SMILES file")
-    if path.is_dir():
-        raise ScivaeInputError(f"{path} is a directory: give a .smi, .txt, .csv or .csv.gz file")
-    suf = _suffix(path)
-    if suf in (".csv", ".csv.gz"):
-        raw = _read_csv(path, column)
-    elif suf in (".smi", ".txt", ".smi.gz", ".txt.gz"):
-        raw = _read_smi(path, column)
-    else:
-        raise ScivaeInputError(
-            f"{path.name}: unsupported file type {suf or '(none)'}; give a .smi, .txt, .csv or .csv.gz file"
-        )
+    raw = read_smiles_entries(path, column)
     return clean_smiles(raw, max_length=max_length, source=str(path))

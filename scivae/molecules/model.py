@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from scivae.core import Batch, GaussianHead, GaussianPosterior, KLConfig, VAEModule
+from scivae.molecules.constraints import DecodingConstraint
 from scivae.molecules.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 
@@ -101,9 +102,15 @@ class MolVAEModule(VAEModule):
         lengths = batch["length"]
         x = batch["x"][:, : int(lengths.max())]
         emb = self.encoder_dropout(self.embedding(x))
-        packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, h = self.encoder(packed)  # (layers * directions, batch, hidden)
-        last = h[-self.n_directions :].transpose(0, 1).reshape(x.shape[0], -1)
+        if self.n_directions == 1:
+            # A forward GRU's top-layer output at the last real token is its final state there; running over the
+            # padded batch and gathering it is exact and, on CPU, several times faster than packed sequences.
+            out, _ = self.encoder(emb)
+            last = out[torch.arange(x.shape[0], device=x.device), lengths - 1]
+        else:  # the backward direction must start at each molecule's own last token
+            packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            _, h = self.encoder(packed)  # (layers * directions, batch, hidden)
+            last = h[-self.n_directions :].transpose(0, 1).reshape(x.shape[0], -1)
         return self.head(last)
 
     # -- decoder ---------------------------------------------------------------------------------------
@@ -123,14 +130,9 @@ class MolVAEModule(VAEModule):
             inputs = inputs.masked_fill(drop, UNK_ID)
         emb = self.embedding(inputs)
         z_steps = z.unsqueeze(1).expand(-1, emb.shape[1], -1)
-        packed = pack_padded_sequence(
-            torch.cat([emb, z_steps.to(emb.dtype)], dim=-1),
-            lengths.cpu(),
-            batch_first=True,
-            enforce_sorted=False,
-        )
-        out, _ = self.decoder(packed, self.initial_state(z))
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        # The decoder is causal, so outputs at real positions never see the padding after <eos>: no packing
+        # (the loss masks the padded positions).
+        out, _ = self.decoder(torch.cat([emb, z_steps.to(emb.dtype)], dim=-1), self.initial_state(z))
         return self.output(out), x, lengths
 
     def generative(self, z: Tensor, batch: Batch) -> Categorical:
@@ -154,22 +156,20 @@ class MolVAEModule(VAEModule):
         temperature: float = 1.0,
         greedy: bool = False,
         generator: torch.Generator | None = None,
-        atom_tokens: Tensor | None = None,
+        constraint: DecodingConstraint | None = None,
     ) -> Tensor:
         """Autoregressive decoding of ``z`` into token ids ``(batch, <= max_tokens + 1)``.
 
         Sampling draws each token from ``softmax(logits / temperature)``; ``greedy`` takes the most likely
         token. Decoding stops for a molecule at its ``<eos>``; the loop stops when all have ended.
-        ``atom_tokens`` (bool, one per vocabulary entry) marks tokens that place an atom: ``<eos>`` is only
-        allowed once one of them was emitted, so no empty molecule is produced.
+        ``constraint`` (see :mod:`scivae.molecules.constraints`) masks the tokens a sequence may not emit
+        next, for example ``<eos>`` before any atom or a ``)`` with no open branch.
         """
         n = z.shape[0]
         h = self.initial_state(z)
         token = torch.full((n,), BOS_ID, dtype=torch.long, device=z.device)
         finished = torch.zeros(n, dtype=torch.bool, device=z.device)
-        has_atom = torch.zeros(n, dtype=torch.bool, device=z.device)
-        if atom_tokens is not None:
-            atom_tokens = atom_tokens.to(z.device)
+        state = constraint.start(n, z.device) if constraint is not None else None
         out = []
         for _ in range(max_tokens + 1):
             step_in = torch.cat([self.embedding(token), z.to(self.embedding.weight.dtype)], dim=-1).unsqueeze(1)
@@ -177,15 +177,16 @@ class MolVAEModule(VAEModule):
             logits = self.output(o[:, 0]).float()
             # special tokens other than <eos> can never be emitted
             logits[:, [PAD_ID, BOS_ID, UNK_ID]] = -torch.inf
-            eos_logit = logits[:, EOS_ID]
-            logits[:, EOS_ID] = torch.where(has_atom, eos_logit, torch.full_like(eos_logit, -torch.inf))
+            if state is not None:
+                logits = logits.masked_fill(~constraint.allowed(state), -torch.inf)
             if greedy:
                 token = logits.argmax(-1)
             else:
                 probs = torch.softmax(logits / temperature, dim=-1)
                 token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
             token = token.masked_fill(finished, PAD_ID)
-            has_atom |= atom_tokens[token] if atom_tokens is not None else token != PAD_ID
+            if state is not None:
+                constraint.advance(state, token)
             out.append(token)
             finished |= token == EOS_ID
             if bool(finished.all()):

@@ -1,8 +1,11 @@
-"""Tokenising molecules (SMILES or SELFIES) and the vocabulary saved with a model.
+"""Tokenising molecules (SMILES, Kekulé SMILES or SELFIES) and the vocabulary saved with a model.
 
 SMILES are split by a regular expression: a bracket atom (``[nH]``, ``[C@@H]``, ``[N+]``, ``[O-]``) is one
 token, so are the two-letter atoms ``Cl`` and ``Br`` and two-digit ring closures ``%10``; everything else is
-one character (atoms, bonds, branches, ring digits, ``/`` and ``\\`` stereo bonds). With
+one character (atoms, bonds, branches, ring digits, ``/`` and ``\\`` stereo bonds). ``alphabet="kekule"``
+tokenises the same way RDKit's canonical SMILES written in Kekulé form (``C1=CC=CC=C1`` for benzene): the
+model writes double bonds itself, so a sample can no longer fail RDKit's kekulisation of aromatic atoms (the
+most common reason a sampled aromatic SMILES is invalid); it can still break valences. With
 ``alphabet="selfies"`` each molecule is translated to SELFIES (``selfies`` package) and split into its
 bracketed symbols; any sequence of SELFIES symbols decodes to a valid molecule.
 """
@@ -21,7 +24,9 @@ from scivae.errors import ScivaeInputError
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-ALPHABETS = ("smiles", "selfies")
+ALPHABETS = ("smiles", "kekule", "selfies")
+#: Alphabets written as SMILES text (the regex tokens; SMILES syntax applies).
+SMILES_ALPHABETS = ("smiles", "kekule")
 
 _SMILES_TOKEN = re.compile(
     r"\[[^\[\]]+\]"  # bracket atom: isotope, element, chirality, H count, charge, class
@@ -37,7 +42,7 @@ def check_alphabet(alphabet: str) -> str:
     """Return ``alphabet`` lower-cased, or raise when it is not ``smiles`` or ``selfies``."""
     a = str(alphabet).lower()
     if a not in ALPHABETS:
-        raise ScivaeInputError(f"unknown alphabet {alphabet!r}: use 'smiles' or 'selfies'")
+        raise ScivaeInputError(f"unknown alphabet {alphabet!r}: use 'smiles', 'kekule' or 'selfies'")
     return a
 
 
@@ -78,10 +83,26 @@ def smiles_to_selfies(smiles: str) -> str:
     return out
 
 
+def kekule_smiles(smiles: str) -> str:
+    """RDKit's canonical SMILES in Kekulé form: explicit single and double bonds, no aromatic lower case."""
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ScivaeInputError(f"{smiles!r} is not a valid SMILES: fix or remove it")
+    try:
+        Chem.Kekulize(mol, clearAromaticFlags=True)
+    except Chem.KekulizeException as exc:
+        raise ScivaeInputError(f"{smiles!r} has no Kekulé form: use alphabet='smiles'") from exc
+    return Chem.MolToSmiles(mol, kekuleSmiles=True)
+
+
 def tokenize(smiles: str, alphabet: str = "smiles") -> list[str]:
     """Tokens of one (canonical) SMILES string in the given alphabet."""
     if alphabet == "smiles":
         return tokenize_smiles(smiles)
+    if alphabet == "kekule":
+        return tokenize_smiles(kekule_smiles(smiles))
     import selfies as sf
 
     return list(sf.split_selfies(smiles_to_selfies(smiles)))
@@ -90,7 +111,7 @@ def tokenize(smiles: str, alphabet: str = "smiles") -> list[str]:
 def detokenize(tokens: Sequence[str], alphabet: str = "smiles") -> str:
     """Join tokens back into a SMILES string (SELFIES symbols are decoded to SMILES)."""
     text = "".join(tokens)
-    if alphabet == "smiles":
+    if alphabet in SMILES_ALPHABETS:
         return text
     import selfies as sf
 
@@ -123,7 +144,7 @@ class Vocabulary:
     Attributes
     ----------
     alphabet
-        ``"smiles"`` or ``"selfies"``.
+        ``"smiles"``, ``"kekule"`` or ``"selfies"``.
     tokens
         All tokens, special tokens first; the index of a token is its position.
     max_tokens

@@ -15,6 +15,7 @@ import torch
 
 from scivae.core import BaseModel, FitResult, KLConfig
 from scivae.errors import ScivaeInputError
+from scivae.molecules.constraints import decoding_constraint
 from scivae.molecules.io import MoleculeSet, canonicalize_many, clean_smiles, read_smiles_file
 from scivae.molecules.model import MolVAEModule
 from scivae.molecules.tokenizer import Vocabulary, check_alphabet, detokenize, tokenize, tokenize_many
@@ -55,7 +56,9 @@ class MolVAE(BaseModel):
         Training molecules (SMILES strings, or a :class:`~scivae.molecules.io.MoleculeSet`). Each is
         canonicalised by RDKit; invalid and empty entries are dropped and counted (``self.data_summary``).
     alphabet
-        ``"smiles"`` (regex tokens) or ``"selfies"`` (every decoded sequence is a valid molecule).
+        ``"smiles"`` (regex tokens of RDKit's canonical SMILES), ``"kekule"`` (the same in Kekulé form:
+        explicit double bonds, no aromatic lower case, so no aromaticity to get wrong) or ``"selfies"`` (every
+        decoded sequence is a valid molecule). Generated molecules are always returned as canonical SMILES.
     max_length
         Drop training molecules of more than this many SMILES tokens.
     n_latent, embedding_dim, encoder_hidden, encoder_layers, bidirectional, encoder_dropout
@@ -223,6 +226,7 @@ class MolVAE(BaseModel):
             max_epochs=max_epochs,
             batch_size=batch_size,
             validation_fraction=validation_fraction,
+            group_by="length",  # batches of similar length: about 1.5x faster than random batches on CPU
             **kwargs,
         )
         self.module.eval()
@@ -288,8 +292,14 @@ class MolVAE(BaseModel):
         batch_size: int = 1024,
         max_tokens: int | None = None,
         device: str | torch.device | None = None,
+        syntax: bool = True,
     ) -> pd.DataFrame:
         """Decode latent vectors ``(n, n_latent)`` into molecules.
+
+        ``syntax`` (SMILES models) masks the tokens that would break SMILES syntax (a ``)`` with no open
+        branch, ``<eos>`` with an open ring bond...; see :class:`~scivae.molecules.constraints.SmilesSyntax`);
+        ``syntax=False`` samples the model's raw token distribution. SELFIES models never emit an empty
+        molecule either way.
 
         Returns
         -------
@@ -309,12 +319,12 @@ class MolVAE(BaseModel):
         limit = int(max_tokens) if max_tokens is not None else self.vocab.max_tokens
         generator = torch.Generator(device=dev)
         generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
-        atoms = torch.as_tensor(self.vocab.atom_mask())
+        constraint = decoding_constraint(self.vocab, syntax=syntax)
         raw: list[str] = []
         for start in range(0, z.shape[0], batch_size):
             zb = z[start : start + batch_size].to(dev)
             ids = self.module.decode(
-                zb, limit, temperature=temperature, greedy=greedy, generator=generator, atom_tokens=atoms
+                zb, limit, temperature=temperature, greedy=greedy, generator=generator, constraint=constraint
             )
             raw.extend(self._tokens_to_smiles(ids.cpu().numpy()))
         return self._finish(raw)
@@ -333,6 +343,7 @@ class MolVAE(BaseModel):
         batch_size: int = 1024,
         seed: int | None = None,
         device: str | torch.device | None = None,
+        syntax: bool = True,
     ) -> pd.DataFrame:
         """Sample ``n`` molecules: ``z ~ N(0, I)``, then decode token by token.
 
@@ -350,6 +361,9 @@ class MolVAE(BaseModel):
             Seed of ``z`` and of the token sampling: the same seed gives the same molecules on one device.
         device
             ``"auto"`` (default: the GPU when there is one), ``"cpu"`` or ``"cuda"``.
+        syntax
+            SMILES models: never emit a token that breaks SMILES syntax (unbalanced branches, unpaired ring
+            bonds), see :meth:`decode`. ``False`` gives the model's raw samples (as MOSES samples its models).
 
         Returns
         -------
@@ -360,7 +374,9 @@ class MolVAE(BaseModel):
         if int(n) < 1:
             raise ScivaeInputError(f"n must be >= 1, got {n}")
         z, s = self._prior(int(n), seed)
-        return self.decode(z, temperature=temperature, greedy=greedy, seed=s + 1, batch_size=batch_size, device=device)
+        return self.decode(
+            z, temperature=temperature, greedy=greedy, seed=s + 1, batch_size=batch_size, device=device, syntax=syntax
+        )
 
     def interpolate(
         self,

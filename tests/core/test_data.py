@@ -47,3 +47,38 @@ def test_iterate_batches_in_order():
     out = list(iterate_batches(arrays, batch_size=2))
     assert [len(b["i"]) for b in out] == [2, 2, 1]
     assert np.array_equal(torch.cat([b["x"] for b in out]).numpy(), np.eye(5))
+
+
+def _grouped_epochs(sizes, batch_size, seed, epochs=2):
+    arrays = {"row": np.arange(len(sizes)), "size": sizes}
+    dm = ArrayDataModule(arrays, batch_size=batch_size, validation_fraction=0.0, seed=seed, group_by="size")
+    loader = dm.train_dataloader()
+    return [[b["row"].numpy() for b in loader] for _ in range(epochs)], len(loader)
+
+
+def test_grouped_batches_cover_every_row_once_and_hold_similar_sizes():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(10, 60, size=2_000)
+    epochs, n_batches = _grouped_epochs(sizes, batch_size=32, seed=0)
+    for batches in epochs:
+        assert len(batches) == n_batches
+        assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(sizes)))
+        spread = np.mean([np.ptp(sizes[b]) for b in batches])
+        random_spread = np.mean([np.ptp(sizes[rng.permutation(len(sizes))[:32]]) for _ in range(50)])
+        assert spread < random_spread / 4  # padding to the batch maximum wastes little
+    # batch composition and order change between epochs, and a seed repeats the whole sequence
+    assert [b.tolist() for b in epochs[0]] != [b.tolist() for b in epochs[1]]
+    again, _ = _grouped_epochs(sizes, batch_size=32, seed=0)
+    assert all(np.array_equal(a, b) for ea, eb in zip(epochs, again, strict=True) for a, b in zip(ea, eb, strict=True))
+    other, _ = _grouped_epochs(sizes, batch_size=32, seed=1)
+    assert [b.tolist() for b in other[0]] != [b.tolist() for b in epochs[0]]
+
+
+def test_grouped_validation_batches_are_fixed_and_cover_the_split():
+    sizes = np.random.default_rng(1).integers(1, 40, size=300)
+    arrays = {"row": np.arange(300), "size": sizes}
+    dm = ArrayDataModule(arrays, batch_size=16, validation_fraction=0.2, group_by="size")
+    first = [b["row"].numpy() for b in dm.val_dataloader()]
+    second = [b["row"].numpy() for b in dm.val_dataloader()]
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert np.array_equal(np.sort(np.concatenate(first)), dm.validation_indices)

@@ -2,7 +2,9 @@
 
 import json
 
+import lightning as L
 import numpy as np
+import pytest
 import torch
 
 from scivae.core import ArrayDataModule, KLSchedule, fit_module, write_fit_report
@@ -89,6 +91,48 @@ def test_early_stopping_waits_for_the_full_kl_weight(digits):
     h = result.history
     assert result.metrics["epochs_trained"] >= 6
     best = result.metrics["best_epoch"]
+    assert result.metrics["weights_epoch"] == best
     assert h.loc[h["epoch"] == best, "kl_weight"].item() == 1.0
     at_full = h[h["kl_weight"] == 1.0]
     assert result.metrics["elbo_validation"] == at_full["elbo_validation"].max()
+
+
+def test_without_restoring_the_last_epoch_is_reported_and_not_called_best(digits):
+    torch.manual_seed(0)
+    module = GaussianVAEModule(64, n_latent=4, n_hidden=32, n_layers=1)
+    dm = ArrayDataModule({"x": digits[:640]}, batch_size=64, validation_fraction=0.1)
+    schedule = KLSchedule("linear", warmup_steps=9)
+    result = fit_module(
+        module, dm, max_epochs=4, kl_schedule=schedule, restore_best_weights=False, early_stopping=False,
+        progress_bar=False,
+    )  # fmt: skip
+    last = result.history.iloc[-1]
+    assert "best_epoch" not in result.metrics
+    assert result.metrics["weights_epoch"] == int(last["epoch"]) == 3
+    assert result.metrics["elbo_validation"] == last["elbo_validation"]
+
+
+class _LearningRates(L.Callback):
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_cosine_learning_rate_decays_to_zero_over_the_planned_steps(digits):
+    torch.manual_seed(0)
+    module = GaussianVAEModule(64, n_latent=4, n_hidden=32, n_layers=1)
+    dm = ArrayDataModule({"x": digits[:640]}, batch_size=64, validation_fraction=0.1)  # 9 steps per epoch
+    rates = _LearningRates()
+    fit_module(
+        module, dm, max_epochs=4, lr=2e-3, lr_schedule="cosine", early_stopping=False, progress_bar=False,
+        callbacks=[rates],
+    )  # fmt: skip
+    total = 4 * 9
+    assert len(rates.lrs) == total
+    expected = [1e-3 * (1 + np.cos(np.pi * s / total)) for s in range(total)]
+    np.testing.assert_allclose(rates.lrs, expected, rtol=1e-6)
+    assert rates.lrs[-1] < 0.01 * rates.lrs[0]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        fit_module(module, dm, max_epochs=1, lr_schedule="step", progress_bar=False)

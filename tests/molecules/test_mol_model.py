@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from scivae.core import KLConfig
+from scivae.molecules.constraints import AtomFirst
 from scivae.molecules.model import MolVAEModule
 from scivae.molecules.tokenizer import BOS_ID, EOS_ID, PAD_ID, Vocabulary, tokenize_many
 
@@ -63,6 +64,22 @@ def test_padding_is_ignored_and_word_dropout_only_in_training():
     torch.testing.assert_close(m.log_likelihood(batch, z), ll)
 
 
+@torch.no_grad()
+def test_encoding_of_a_molecule_does_not_depend_on_its_batch_mates():
+    vocab, batch = _batch()
+    for bidirectional in (False, True):
+        m = _module(vocab, bidirectional=bidirectional, encoder_layers=2)
+        mu = m.inference(batch).mu
+        for i in range(len(SMILES)):
+            n = int(batch["length"][i])
+            alone = m.inference({"x": batch["x"][i : i + 1, :n], "length": batch["length"][i : i + 1]}).mu
+            torch.testing.assert_close(alone, mu[i : i + 1])
+            # the encoder summary is the GRU's final state after the molecule's own last token
+            _, h = m.encoder(m.embedding(batch["x"][i : i + 1, :n]))
+            last = h[-m.n_directions :].transpose(0, 1).reshape(1, -1)
+            torch.testing.assert_close(m.head(last).mu, mu[i : i + 1])
+
+
 def test_kl_controls_reach_the_loss():
     vocab, batch = _batch()
     plain = _module(vocab)
@@ -81,7 +98,7 @@ def test_decode_stops_at_eos_and_never_emits_specials_or_empty():
     m = _module(vocab)
     atoms = torch.as_tensor(vocab.atom_mask())
     g = torch.Generator().manual_seed(0)
-    ids = m.decode(torch.randn(64, 6), vocab.max_tokens, generator=g, atom_tokens=atoms)
+    ids = m.decode(torch.randn(64, 6), vocab.max_tokens, generator=g, constraint=AtomFirst(vocab))
     for row in ids.tolist():
         body = row[: row.index(EOS_ID)] if EOS_ID in row else row
         assert body and all(t not in (PAD_ID, BOS_ID, 3) for t in body)

@@ -113,6 +113,19 @@ def test_selfies_samples_are_all_valid(one_thread, smiles_train):
     assert df["smiles"].nunique() > 10
 
 
+def test_kekule_model_returns_canonical_aromatic_smiles(one_thread, smiles_train):
+    vae = MolVAE(smiles_train[:600], alphabet="kekule", **TINY, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae.fit(max_epochs=2, batch_size=64, lr=3e-3, progress_bar=False, accelerator="cpu")
+    assert "c" not in vae.vocab.tokens
+    df = vae.sample(200, seed=0)
+    valid = df.loc[df["valid"], "smiles"].tolist()
+    assert valid and canonicalize_many(valid) == valid  # written back as RDKit's canonical (aromatic) SMILES
+    mu = vae.encode(["c1ccccc1O", "C1=CC=C(O)C=C1"])  # the same molecule in both notations
+    np.testing.assert_allclose(mu[0], mu[1])
+
+
 def test_bad_input_errors(trained, tmp_path):
     vae, _ = trained
     with pytest.raises(ScivaeInputError, match=r"token '\[se\]' in 'c1cc\[se\]c1' is not in this model") as e:

@@ -70,6 +70,18 @@ def test_selfies_round_trip_every_moses_molecule(moses_all):
     assert canonicalize_many(decoded) == canon
 
 
+def test_kekule_round_trip_every_moses_molecule(moses_all):
+    canon = canonicalize_many(moses_all)  # a few MOSES strings are not RDKit 2026 canonical
+    toks, failed = tokenize_many(canon, "kekule")
+    assert not failed
+    vocab = Vocabulary.build(toks, "kekule")
+    # Kekulé form: explicit double bonds, no aromatic atoms (so no [nH] either)
+    assert not {"c", "n", "o", "s", "[nH]"} & set(vocab.tokens) and "=" in vocab.tokens
+    arr, _ = vocab.encode(toks)
+    decoded = [detokenize(vocab.decode(row), "kekule") for row in arr]
+    assert canonicalize_many(decoded) == canon
+
+
 def test_selfies_any_sequence_is_valid():
     toks = tokenize("c1ccccc1CCN", "selfies")
     assert all(t.startswith("[") for t in toks)
