@@ -117,6 +117,7 @@ class SmilesSyntax:
         r = max(self.n_rings, 1)
         return {
             "prev": torch.full((n,), START, dtype=torch.long, device=device),
+            "prev2": torch.full((n,), START, dtype=torch.long, device=device),  # the kind before "prev"
             "depth": torch.zeros(n, dtype=torch.long, device=device),
             "stack": torch.zeros(n, 8, dtype=torch.long, device=device),  # branch points, grows when needed
             "n_atoms": torch.zeros(n, dtype=torch.long, device=device),
@@ -133,10 +134,12 @@ class SmilesSyntax:
         is_open = ring_atom >= 0
         mask[:, EOS_ID] &= (state["depth"] == 0) & ~is_open.any(1)
         if self.n_rings:
-            # closing a ring bond on the current atom, or onto an atom it is already bonded to, is not SMILES
+            # closing a ring bond on the current atom, or onto an atom it is already bonded to, is not SMILES;
+            # nor is a ring bond after a branch's own bond symbol, as in "C(=1"
             partner_bonded = state["bonded"].gather(1, ring_atom.clamp(min=0))
             bad_close = is_open & ((ring_atom == state["head"].unsqueeze(1)) | partner_bonded)
-            mask[:, self.ring_ids.to(device)] &= ~bad_close
+            branch_bond = (state["prev"] == BOND) & (state["prev2"] == OPEN)
+            mask[:, self.ring_ids.to(device)] &= ~(bad_close | branch_bond.unsqueeze(1))
         return mask
 
     def advance(self, state: State, token: Tensor) -> None:
@@ -176,6 +179,7 @@ class SmilesSyntax:
             closing = partner >= 0
             state["bonded"][ring_rows[closing], partner[closing]] = True
             state["ring_atom"][ring_rows, s] = torch.where(closing, -1, state["head"][ring_rows])
+        state["prev2"] = state["prev"]
         state["prev"] = kind
 
 

@@ -82,6 +82,7 @@ def test_known_syntax_errors_are_masked():
     assert "2" not in allowed_after(["C", "1", "2", "C", "C", "C", "1"])
     assert "1" in allowed_after(["C", "1", "C", "C"]) and "2" in allowed_after(["C", "1", "2", "C", "C", "C"])
     assert "1" not in allowed_after(["C", "1", "(", "C"])  # the branch atom hangs from the ring atom
+    assert "1" not in allowed_after(["C", "(", "="]) and "1" in allowed_after(["C", "="])  # "C(=1" does not parse
 
 
 @pytest.mark.parametrize("syntax", [False, True])
