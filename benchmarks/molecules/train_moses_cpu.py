@@ -111,8 +111,9 @@ class PriorValidity(L.Callback):
         module.train(was_training)
         self.history.append(figures)
         shown = " / ".join(f"{v:.3f}" for v in figures)
+        modes = "raw / syntax" if len(figures) == 2 else "raw"
         print(
-            f"epoch {trainer.current_epoch}: prior-sample validity {shown} (raw / syntax; n={self.n}), "
+            f"epoch {trainer.current_epoch}: prior-sample validity {shown} ({modes}; n={self.n}), "
             f"{time.perf_counter() - T0:.0f} s since start, load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
