@@ -57,7 +57,8 @@ class MolVAE(BaseModel):
         canonicalised by RDKit; invalid and empty entries are dropped and counted (``self.data_summary``).
     alphabet
         ``"smiles"`` (regex tokens of RDKit's canonical SMILES), ``"kekule"`` (the same in Kekulé form:
-        explicit double bonds, no aromatic lower case, so no aromaticity to get wrong) or ``"selfies"`` (every
+        explicit double bonds, no aromatic lower case, so no sample fails RDKit's kekulisation; valences can
+        still be wrong) or ``"selfies"`` (every
         decoded sequence is a valid molecule). Generated molecules are always returned as canonical SMILES.
     max_length
         Drop training molecules of more than this many SMILES tokens.
