@@ -58,8 +58,8 @@ class MolVAE(BaseModel):
     alphabet
         ``"smiles"`` (regex tokens of RDKit's canonical SMILES), ``"kekule"`` (the same in Kekulé form:
         explicit double bonds, no aromatic lower case, so no sample fails RDKit's kekulisation; valences can
-        still be wrong) or ``"selfies"`` (every
-        decoded sequence is a valid molecule). Generated molecules are always returned as canonical SMILES.
+        still be wrong) or ``"selfies"`` (every decoded sequence is a valid molecule). Generated molecules are
+        always returned as canonical SMILES.
     max_length
         Drop training molecules of more than this many SMILES tokens.
     n_latent, embedding_dim, encoder_hidden, encoder_layers, bidirectional, encoder_dropout
