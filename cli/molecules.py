@@ -37,10 +37,6 @@ def default_out(data: Path) -> Path:
     return data.parent / f"{name}.scivae"
 
 
-def _parse_devices(devices: str) -> int | str:
-    return int(devices) if devices.isdigit() else devices
-
-
 def fit_molecules(
     data: Path,
     *,
@@ -99,7 +95,7 @@ def fit_molecules(
         batch_size=bs,
         kl_schedule=schedule,
         accelerator=accelerator,
-        devices=_parse_devices(devices),
+        devices=devices,
         seed=seed,
         lr_schedule=lr_schedule,
         **({} if lr is None else {"lr": lr}),

@@ -42,12 +42,6 @@ def _seeded(seed: int | None) -> Iterator[None]:
         yield
 
 
-def _devices(devices: int | str) -> int | str:
-    if isinstance(devices, str) and devices.isdigit():
-        return int(devices)
-    return devices
-
-
 class CellVAE(BaseModel):
     """Count VAE for single-cell RNA-seq in an AnnData (an scVI-like conditional VAE).
 
@@ -276,7 +270,7 @@ class CellVAE(BaseModel):
             weight_decay=weight_decay,
             adam_eps=adam_eps,
             accelerator=accelerator,
-            devices=_devices(devices),
+            devices=devices,
             early_stopping=early_stopping,
             patience=patience,
             progress_bar=progress_bar,

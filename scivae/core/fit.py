@@ -135,7 +135,8 @@ def fit_module(
     n_samples
         Monte-Carlo samples of z in the training objective.
     accelerator, devices
-        Passed to :class:`lightning.Trainer` (``"auto"`` picks a GPU when there is one).
+        Passed to :class:`lightning.Trainer` (``"auto"`` picks a GPU when there is one); a count may be given
+        as a string (``"2"``), as the CLI does.
     precision
         Trainer precision; ``None`` picks bf16-mixed on a GPU and 32-bit on the CPU.
     gradient_clip_val
@@ -191,7 +192,7 @@ def fit_module(
         max_epochs=max_epochs,
         max_time=max_time,
         accelerator=accelerator,
-        devices=devices,
+        devices=int(devices) if isinstance(devices, str) and devices.isdigit() else devices,  # CLI gives "2"
         precision=resolve_precision(accelerator, precision),
         gradient_clip_val=gradient_clip_val,
         callbacks=all_callbacks,
