@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,11 +69,12 @@ def fit_cells(
     n_latent: int | None = None,
     n_top_genes: int | None = None,
     max_epochs: int | None = None,
+    max_time: float | None = None,
     batch_size: int | None = None,
     kl_schedule: str | None = None,
     kl_warmup: int | None = None,
     lr: float | None = None,
-    lr_schedule: str = "constant",
+    lr_schedule: str | None = None,
     free_bits: float | None = None,
     beta: float | None = None,
     accelerator: str = "auto",
@@ -117,7 +119,8 @@ def fit_cells(
         kl_schedule=kl_schedule,
         kl_warmup=kl_warmup,
         seed=seed,
-        lr_schedule=lr_schedule,
+        lr_schedule=lr_schedule or "constant",
+        max_time=timedelta(minutes=max_time) if max_time is not None else None,
         **({} if lr is None else {"lr": lr}),
     )
     result = model.fit_result

@@ -159,17 +159,29 @@ def fit(
     likelihood: Annotated[str, typer.Option(help="[cells] nb, zinb or poisson.")] = "nb",
     n_top_genes: Annotated[int | None, typer.Option(help="[cells] Keep this many highly variable genes.")] = None,
     alphabet: Annotated[
-        str, typer.Option(help="[molecules] smiles, kekule (SMILES in Kekulé form) or selfies.")
-    ] = "smiles",
+        str | None,
+        typer.Option(help="[molecules] smiles, kekule (SMILES in Kekulé form) or selfies; default: the model's."),
+    ] = None,
     column: Annotated[str | None, typer.Option(help="[molecules] CSV column holding SMILES.")] = None,
     max_length: Annotated[int | None, typer.Option(help="[molecules] Drop longer strings (tokens).")] = None,
+    architecture: Annotated[
+        str,
+        typer.Option(help="[molecules] Size preset: auto (gpu with CUDA, else cpu), cpu (small) or gpu (MOSES VAE)."),
+    ] = "auto",
     n_latent: Annotated[int | None, typer.Option(help="Latent dimensions.")] = None,
     max_epochs: Annotated[int | None, typer.Option(help="Maximum epochs (early stopping may stop sooner).")] = None,
+    max_time: Annotated[
+        float | None,
+        typer.Option(help="Training budget in minutes (a cosine learning rate then reaches 0 when it is spent)."),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
     kl_schedule: Annotated[str | None, typer.Option(help="constant, linear, cyclical or sigmoid.")] = None,
     kl_warmup: Annotated[int | None, typer.Option(help="Linear KL warm-up length in steps.")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate (default: the model's).")] = None,
-    lr_schedule: Annotated[str, typer.Option(help="constant, or cosine (decays to 0 at --max-epochs).")] = "constant",
+    lr_schedule: Annotated[
+        str | None,
+        typer.Option(help="constant or cosine (decays to 0 at --max-epochs or --max-time); default: the model's."),
+    ] = None,
     free_bits: Annotated[float | None, typer.Option(help="Free bits per latent dimension (nats).")] = None,
     beta: Annotated[float | None, typer.Option(help="KL multiplier (beta-VAE).")] = None,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
@@ -193,6 +205,7 @@ def fit(
         out=out,
         n_latent=n_latent,
         max_epochs=max_epochs,
+        max_time=max_time,
         batch_size=batch_size,
         kl_schedule=kl_schedule,
         kl_warmup=kl_warmup,
@@ -206,13 +219,17 @@ def fit(
     )
     from scivae.core.training_plan import LR_SCHEDULES
 
-    if lr_schedule not in LR_SCHEDULES:
+    if lr_schedule is not None and lr_schedule not in LR_SCHEDULES:
         raise ScivaeInputError(f"--lr-schedule {lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
     if lr is not None and not lr > 0:
         raise ScivaeInputError(f"--lr must be > 0, got {lr}")
+    if max_time is not None and not max_time > 0:
+        raise ScivaeInputError(f"--max-time must be > 0 minutes, got {max_time}")
     if kind == "cells":
-        if alphabet != "smiles" or column is not None or max_length is not None:
-            raise ScivaeInputError("--alphabet, --column and --max-length apply to molecule files, not to cells")
+        if alphabet is not None or column is not None or max_length is not None or architecture != "auto":
+            raise ScivaeInputError(
+                "--alphabet, --column, --max-length and --architecture apply to molecule files, not to cells"
+            )
         runner = importlib.import_module("scivae_cli.cells").fit_cells
         runner(data, layer=layer, batch_key=batch_key, likelihood=likelihood, n_top_genes=n_top_genes, **common)
     else:
@@ -221,7 +238,7 @@ def fit(
                 "--layer, --batch-key, --likelihood and --n-top-genes apply to cells, not to molecules"
             )
         runner = importlib.import_module("scivae_cli.molecules").fit_molecules
-        runner(data, alphabet=alphabet, column=column, max_length=max_length, **common)
+        runner(data, alphabet=alphabet, column=column, max_length=max_length, architecture=architecture, **common)
 
 
 def _register(name: str, module: str, attr: str) -> None:

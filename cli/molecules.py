@@ -17,9 +17,10 @@ from scivae._atomic import write_text_atomic
 from scivae.errors import ScivaeInputError
 
 #: Defaults of ``scivae fit`` on molecules (None on the command line means "use these"); ``check_samples``
-#: prior samples are drawn after the fit for the report's validity figure.
-FIT_DEFAULTS: dict[str, Any] = {"max_epochs": 50, "batch_size": 256, "kl_schedule": "linear", "check_samples": 1000}
-#: Architecture passed to :class:`~scivae.MolVAE` by ``scivae fit`` (empty: the MOSES-VAE defaults).
+#: prior samples are drawn after the fit for the report's validity figure. Everything else is
+#: :class:`~scivae.MolVAE`'s default.
+FIT_DEFAULTS: dict[str, Any] = {"max_epochs": 50, "batch_size": 128, "check_samples": 1000}
+#: Extra :class:`~scivae.MolVAE` arguments of ``scivae fit`` (empty: the model's defaults; tests shrink it).
 MODEL_OVERRIDES: dict[str, Any] = {}
 
 
@@ -41,16 +42,18 @@ def fit_molecules(
     data: Path,
     *,
     out: Path | None = None,
-    alphabet: str = "smiles",
+    alphabet: str | None = None,
     column: str | None = None,
     max_length: int | None = None,
+    architecture: str = "auto",
     n_latent: int | None = None,
     max_epochs: int | None = None,
+    max_time: float | None = None,
     batch_size: int | None = None,
     kl_schedule: str | None = None,
     kl_warmup: int | None = None,
     lr: float | None = None,
-    lr_schedule: str = "constant",
+    lr_schedule: str | None = None,
     free_bits: float | None = None,
     beta: float | None = None,
     accelerator: str = "auto",
@@ -59,15 +62,15 @@ def fit_molecules(
 ) -> None:
     """Train a molecule VAE on a SMILES file; write ``OUT/model/`` and the fit report into ``OUT/``.
 
-    ``None`` arguments take the model's defaults (MOSES-VAE architecture, 50 epochs with early stopping,
-    batch 256, linear KL warm-up over the first quarter of the run).
+    ``None`` arguments take :class:`~scivae.MolVAE`'s defaults (architecture sized for the device, 50 epochs
+    with early stopping or ``max_time`` minutes, batch 128, cosine learning rate, linear KL warm-up).
     """
     from scivae.core import make_schedule, write_fit_report
     from scivae.molecules import MolVAE, read_smiles_file
     from scivae.molecules.tokenizer import check_alphabet
 
     data = Path(data)
-    alphabet = check_alphabet(alphabet)
+    alphabet = check_alphabet(alphabet or MolVAE.DEFAULT_ALPHABET)
     out = Path(out) if out is not None else default_out(data)
     if out.resolve() == data.resolve():
         raise ScivaeInputError(f"--out {out} is the input file: choose an output folder")
@@ -77,11 +80,10 @@ def fit_molecules(
     bs = batch_size if batch_size is not None else FIT_DEFAULTS["batch_size"]
     if epochs < 1 or bs < 1:
         raise ScivaeInputError("--max-epochs and --batch-size must be >= 1")
-    schedule = make_schedule(kl_schedule or FIT_DEFAULTS["kl_schedule"], warmup=kl_warmup)
 
     molecules = read_smiles_file(data, column=column, max_length=max_length)
     _echo(f"read {molecules.summary()}")
-    kwargs: dict[str, Any] = {**MODEL_OVERRIDES, "alphabet": alphabet, "seed": seed}
+    kwargs: dict[str, Any] = {"architecture": architecture, **MODEL_OVERRIDES, "alphabet": alphabet, "seed": seed}
     if n_latent is not None:
         kwargs["n_latent"] = n_latent
     if free_bits is not None:
@@ -90,15 +92,16 @@ def fit_molecules(
         kwargs["beta"] = beta
     vae = MolVAE(molecules, **kwargs)
     _echo(f"{vae!r}; vocabulary of {len(vae.vocab)} tokens, longest molecule {vae.vocab.max_tokens} tokens")
+    options = {"lr": lr, "lr_schedule": lr_schedule, "kl_warmup": kl_warmup, "max_time": max_time}
+    if kl_schedule is not None:
+        options["kl_schedule"] = make_schedule(kl_schedule, warmup=kl_warmup)
     result = vae.fit(
         max_epochs=epochs,
         batch_size=bs,
-        kl_schedule=schedule,
         accelerator=accelerator,
         devices=devices,
         seed=seed,
-        lr_schedule=lr_schedule,
-        **({} if lr is None else {"lr": lr}),
+        **{k: v for k, v in options.items() if v is not None},
     )
     vae.save(out / "model")
     n_check = int(FIT_DEFAULTS["check_samples"])

@@ -31,7 +31,11 @@ class KLAnnealing(L.Callback):
 
 
 class CollapseMonitor(L.Callback):
-    """Logs KL per latent dimension and active units after every validation epoch.
+    """Logs the collapse diagnostics after every validation epoch.
+
+    KL per latent dimension, active units, the mutual information ``I(x; z)``, the latent gain (nats of
+    reconstruction the decoder gets from z) and the adapter's reconstruction accuracies: ``active_units``,
+    ``kl_total_validation``, ``mutual_information``, ``latent_gain_validation`` and ``<name>_validation``.
 
     Attributes
     ----------
@@ -49,10 +53,18 @@ class CollapseMonitor(L.Callback):
         posterior = pl_module.validation_posterior()
         if posterior is None:
             return
-        report = collapse_report(*posterior, threshold=self.threshold)
+        checks = pl_module.validation_checks()
+        gain = checks.pop("latent_gain", None)
+        report = collapse_report(*posterior, threshold=self.threshold, latent_gain=gain, extra=checks)
         self.history.append(report)
         pl_module.log("active_units", float(report.active_units), prog_bar=True)
         pl_module.log("kl_total_validation", report.kl_total)
+        if math.isfinite(report.mutual_information):
+            pl_module.log("mutual_information", report.mutual_information, prog_bar=True)
+        if gain is not None and math.isfinite(gain):
+            pl_module.log("latent_gain_validation", gain)
+        for name, value in checks.items():
+            pl_module.log(f"{name}_validation", value, prog_bar=name == "reconstruction_accuracy")
 
 
 def _at_full_weight(schedule: KLSchedule | None, step: int) -> bool:

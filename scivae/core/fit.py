@@ -7,6 +7,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from scivae.core.data import ArrayDataModule, iterate_batches
 from scivae.core.diagnostics import CollapseReport, collapse_report
 from scivae.core.module import VAEModule
 from scivae.core.schedules import KLSchedule
-from scivae.core.training_plan import VAETrainingPlan
+from scivae.core.training_plan import VAETrainingPlan, latent_checks
 from scivae.errors import CollapseWarning
 
 MONITOR = "elbo_validation"
@@ -51,6 +52,19 @@ class FitResult:
     collapse: CollapseReport | None
     kl_per_dim_history: list[list[float]] = field(default_factory=list)
     log_dir: str | None = None
+
+
+def _seconds(max_time: str | timedelta | None) -> float | None:
+    """``"DD:HH:MM:SS"`` or a timedelta as seconds."""
+    if max_time is None:
+        return None
+    if isinstance(max_time, timedelta):
+        return max_time.total_seconds()
+    parts = [float(p) for p in str(max_time).split(":")]
+    if len(parts) != 4:
+        raise ValueError(f"max_time must be 'DD:HH:MM:SS', got {max_time!r}")
+    days, hours, minutes, seconds = parts
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def resolve_precision(accelerator: str, precision: str | None) -> str:
@@ -89,6 +103,30 @@ def posterior_over(
     return torch.cat(mus), torch.cat(logvars)
 
 
+@torch.no_grad()
+def latent_report(
+    module: VAEModule, arrays: dict[str, Any], batch_size: int = 1024, check_items: int = 2048
+) -> CollapseReport:
+    """Collapse diagnostics of ``module`` on held-out ``arrays``: KL, active units, mutual information, and
+    the latent gain and adapter accuracies on the first ``check_items`` rows."""
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    mus, logvars, checks, n_checked = [], [], {}, 0
+    for batch in iterate_batches(arrays, batch_size, device):
+        post = module.inference(batch)
+        mus.append(post.mu.float().cpu())
+        logvars.append(post.logvar.float().cpu())
+        if n_checked < check_items:
+            for name, values in latent_checks(module, batch, post).items():
+                checks.setdefault(name, []).append(values.float().cpu())
+            n_checked += post.mu.shape[0]
+    module.train(was_training)
+    means = {name: float(torch.cat(v).mean()) for name, v in checks.items()}
+    gain = means.pop("latent_gain", None)
+    return collapse_report(torch.cat(mus), torch.cat(logvars), latent_gain=gain, extra=means)
+
+
 def fit_module(
     module: VAEModule,
     datamodule: ArrayDataModule,
@@ -111,7 +149,7 @@ def fit_module(
     seed: int = 0,
     progress_bar: bool = True,
     resume_from: str | Path | None = None,
-    max_time: str | None = None,
+    max_time: str | timedelta | None = None,
     restore_best_weights: bool = True,
     callbacks: list[L.Callback] | None = None,
 ) -> FitResult:
@@ -130,8 +168,7 @@ def fit_module(
     lr, weight_decay, adam_eps
         Adam settings.
     lr_schedule
-        ``"constant"`` or ``"cosine"`` (decay to 0 at ``max_epochs``; with ``max_time`` set ``max_epochs`` to
-        what fits in the budget).
+        ``"constant"`` or ``"cosine"`` (decay to 0 at ``max_epochs``, or when ``max_time`` runs out if sooner).
     n_samples
         Monte-Carlo samples of z in the training objective.
     accelerator, devices
@@ -155,7 +192,9 @@ def fit_module(
     resume_from
         A checkpoint to resume from (optimiser, epoch and step are restored).
     max_time
-        Wall-clock limit ``"DD:HH:MM:SS"``.
+        Wall-clock limit of the training, ``"DD:HH:MM:SS"`` or a ``timedelta``; a cosine learning-rate schedule
+        then reaches 0 when the time is up (or at ``max_epochs``, whichever comes first). The number of epochs
+        then depends on the machine's speed.
     restore_best_weights
         Return the weights of the best validation epoch (default) rather than those of the last epoch.
     callbacks
@@ -166,8 +205,15 @@ def fit_module(
         logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(seed, workers=True, verbose=False)
     schedule = kl_schedule or KLSchedule("linear")
+    budget = _seconds(max_time)
     plan = VAETrainingPlan(
-        module, lr=lr, weight_decay=weight_decay, n_samples=n_samples, adam_eps=adam_eps, lr_schedule=lr_schedule
+        module,
+        lr=lr,
+        weight_decay=weight_decay,
+        n_samples=n_samples,
+        adam_eps=adam_eps,
+        lr_schedule=lr_schedule,
+        time_budget_s=budget,
     )
     has_validation = len(datamodule.validation_indices) > 0
     monitor = CollapseMonitor()
@@ -215,7 +261,7 @@ def fit_module(
     if tmp is not None:
         tmp.cleanup()
         log_dir = None
-    collapse = collapse_report(*posterior_over(module, datamodule.validation_arrays()))
+    collapse = latent_report(module, datamodule.validation_arrays())
     if collapse.collapsed:
         warnings.warn(collapse.message(), CollapseWarning, stacklevel=2)
 
@@ -230,6 +276,13 @@ def fit_module(
             if col != "epoch" and pd.notna(row[col]):
                 metrics[col] = float(row[col])
     metrics["active_units"] = collapse.active_units
+    if collapse.finite:
+        metrics["mutual_information"] = collapse.mutual_information
+        metrics["mutual_information_upper_bound"] = collapse.mi_upper_bound
+    if collapse.latent_gain is not None:
+        metrics["latent_gain_validation"] = collapse.latent_gain
+    for name, value in collapse.extra.items():
+        metrics[f"{name}_validation"] = value
     metrics["n_latent"] = module.n_latent
     metrics["skipped_steps"] = plan.skipped_steps
     metrics["train_obs_per_s"] = round(len(datamodule.train_indices) * max(trainer.current_epoch, 1) / elapsed, 1)

@@ -93,6 +93,15 @@ class VAEModule(nn.Module, ABC):
         """
         return self.log_likelihood(batch, z)
 
+    def reconstruction_accuracy(self, batch: Batch, posterior: GaussianPosterior) -> dict[str, Tensor] | None:
+        """Adapter figures of how well items are rebuilt from their posterior mean, per item (higher is better).
+
+        ``None`` (the default) when the domain has no natural accuracy. The molecule adapter returns the exact
+        reconstruction of each molecule (greedy decoding) and its fraction of correct tokens. The training plan
+        logs the batch means every validation epoch as ``<name>_validation``.
+        """
+        return None
+
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0, n_samples: int = 1) -> LossOutput:
         """Minibatch objective.
 

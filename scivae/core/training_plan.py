@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import lightning as L
 import torch
 from torch import Tensor
 
+from scivae.core.diagnostics import latent_gain
 from scivae.core.module import Batch, VAEModule
 
 #: Learning-rate schedules of :class:`VAETrainingPlan`.
@@ -37,6 +39,12 @@ class VAETrainingPlan(L.LightningModule):
     lr_schedule
         ``"constant"`` or ``"cosine"``: decay from ``lr`` to 0 over the planned optimiser steps
         (``max_epochs`` times the batches per epoch), step by step.
+    time_budget_s
+        Wall-clock training budget in seconds, if any: the cosine schedule then follows whichever of the
+        step count and the elapsed time is further along, so the rate reaches 0 when the budget ends.
+    latent_check_items
+        Validation items per epoch on which the latent gain and the adapter's reconstruction accuracy are
+        measured (they cost extra decoder passes); 0 switches them off.
     """
 
     def __init__(
@@ -47,6 +55,8 @@ class VAETrainingPlan(L.LightningModule):
         n_samples: int = 1,
         adam_eps: float = 1e-8,
         lr_schedule: str = "constant",
+        latent_check_items: int = 2048,
+        time_budget_s: float | None = None,
     ) -> None:
         super().__init__()
         if lr_schedule not in LR_SCHEDULES:
@@ -59,8 +69,12 @@ class VAETrainingPlan(L.LightningModule):
         self.n_samples = n_samples
         self.kl_weight = 1.0
         self.skipped_steps = 0
+        self.latent_check_items = int(latent_check_items)
+        self.time_budget_s = time_budget_s
+        self._train_clock: float | None = None
         self._val_mu: list[Tensor] = []
         self._val_logvar: list[Tensor] = []
+        self._checks: dict[str, list[Tensor]] = {}
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         out = self.module.loss(batch, kl_weight=self.kl_weight, step=self.global_step, n_samples=self.n_samples)
@@ -86,6 +100,7 @@ class VAETrainingPlan(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_mu, self._val_logvar = [], []
+        self._checks = {}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         out = self.module.loss(batch, kl_weight=1.0, step=self.global_step)
@@ -104,6 +119,10 @@ class VAETrainingPlan(L.LightningModule):
         self.log("val_elbo", out.elbo.mean(), on_epoch=True, batch_size=n, prog_bar=True, logger=False)
         self._val_mu.append(out.posterior.mu.float().cpu())
         self._val_logvar.append(out.posterior.logvar.float().cpu())
+        checked = sum(len(v) for v in self._checks.get("latent_gain", []))
+        if checked < self.latent_check_items:
+            for name, values in latent_checks(self.module, batch, out.posterior).items():
+                self._checks.setdefault(name, []).append(values.float().cpu())
 
     def validation_posterior(self) -> tuple[Tensor, Tensor] | None:
         """Posterior means and log-variances gathered over the last validation epoch."""
@@ -111,14 +130,40 @@ class VAETrainingPlan(L.LightningModule):
             return None
         return torch.cat(self._val_mu), torch.cat(self._val_logvar)
 
+    def validation_checks(self) -> dict[str, float]:
+        """Means of the latent checks (``latent_gain``, adapter accuracies) over the last validation epoch."""
+        return {name: float(torch.cat(v).mean()) for name, v in self._checks.items() if v}
+
+    def on_train_start(self) -> None:
+        self._train_clock = time.perf_counter()
+
+    def schedule_progress(self, step: int, total_steps: int | None) -> float:
+        """Fraction of the run done, in [0, 1]: by steps, or by the time budget when that is further along."""
+        progress = min(step / total_steps, 1.0) if total_steps else 0.0
+        if self.time_budget_s and self._train_clock is not None:
+            progress = max(progress, min((time.perf_counter() - self._train_clock) / self.time_budget_s, 1.0))
+        return progress
+
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         optimizer = torch.optim.Adam(
             self.module.parameters(), lr=self.lr, weight_decay=self.weight_decay, eps=self.adam_eps
         )
         if self.lr_schedule == "constant":
             return optimizer
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        estimated = self.trainer.estimated_stepping_batches
+        total = max(int(estimated), 1) if math.isfinite(estimated) else None
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * self.schedule_progress(step, total)))
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+@torch.no_grad()
+def latent_checks(module: VAEModule, batch: Batch, posterior) -> dict[str, Tensor]:
+    """Per-item latent gain (nats the decoder gets from z) and the adapter's reconstruction accuracies."""
+    was_training = module.training
+    module.eval()
+    out = {"latent_gain": latent_gain(module, batch, posterior)}
+    out.update(module.reconstruction_accuracy(batch, posterior) or {})
+    module.train(was_training)
+    return out

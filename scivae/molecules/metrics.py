@@ -415,6 +415,37 @@ def morgan_fingerprints(mols: Sequence[Any], n_jobs: int = 1) -> np.ndarray:
     return np.vstack(rows)
 
 
+def tanimoto_to(query: str, smiles: Sequence[str]) -> np.ndarray:
+    """Tanimoto similarity of each molecule to ``query`` (Morgan radius 2, 1024 bits, as MOSES's SNN).
+
+    Returns
+    -------
+    numpy.ndarray
+        One float per entry of ``smiles``; NaN where a string is not a valid molecule.
+
+    Raises
+    ------
+    ScivaeInputError
+        When ``query`` is not a valid molecule.
+    """
+    from scivae.molecules.io import rdkit_quiet
+
+    with rdkit_quiet():
+        q = get_mol(query) if query else None
+        if q is None:
+            raise ScivaeInputError(f"{query!r} is not a valid SMILES: fix the query molecule")
+        qf = _fingerprint(q).astype(bool)
+        out = np.full(len(smiles), np.nan)
+        for i, s in enumerate(smiles):
+            mol = get_mol(s) if s else None
+            if mol is None:
+                continue
+            f = _fingerprint(mol).astype(bool)
+            union = int((qf | f).sum())
+            out[i] = float((qf & f).sum()) / union if union else 1.0
+    return out
+
+
 def tanimoto_aggregate(
     ref_fps: np.ndarray,
     gen_fps: np.ndarray,

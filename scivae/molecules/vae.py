@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +14,63 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scivae.core import BaseModel, FitResult, KLConfig
+from scivae.core import BaseModel, FitResult, KLConfig, iterate_batches, posterior_over
 from scivae.errors import ScivaeInputError
 from scivae.molecules.constraints import decoding_constraint
 from scivae.molecules.io import MoleculeSet, canonicalize_many, clean_smiles, read_smiles_file
 from scivae.molecules.model import MolVAEModule
 from scivae.molecules.tokenizer import Vocabulary, check_alphabet, detokenize, tokenize, tokenize_many
 
-#: Architecture defaults: the MOSES VAE (encoder GRU 256, decoder 3 x GRU 512, 128 latent dimensions).
-ARCHITECTURE_DEFAULTS: dict[str, Any] = {
-    "n_latent": 128,
-    "embedding_dim": 64,
-    "encoder_hidden": 256,
-    "encoder_layers": 1,
-    "bidirectional": False,
-    "encoder_dropout": 0.0,
-    "decoder_hidden": 512,
-    "decoder_layers": 3,
-    "decoder_dropout": 0.0,
-    "word_dropout": 0.0,
+#: Architecture presets. ``"cpu"`` is what a 2-core CPU trains to a useful latent space in 30 minutes (about
+#: 375k parameters; benchmarks/molecules/RESULTS.md); ``"gpu"`` is the MOSES VAE's size (encoder GRU 256,
+#: decoder 3 x GRU 512, 128 latent dimensions). ``"auto"`` picks ``"gpu"`` when CUDA is available.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "n_latent": 64,
+        "embedding_dim": 32,
+        "encoder_hidden": 128,
+        "encoder_layers": 1,
+        "bidirectional": False,
+        "encoder_dropout": 0.0,
+        "decoder_hidden": 256,
+        "decoder_layers": 1,
+        "decoder_dropout": 0.0,
+        "word_dropout": 0.0,
+    },
+    "gpu": {
+        "n_latent": 128,
+        "embedding_dim": 64,
+        "encoder_hidden": 256,
+        "encoder_layers": 1,
+        "bidirectional": False,
+        "encoder_dropout": 0.0,
+        "decoder_hidden": 512,
+        "decoder_layers": 3,
+        "decoder_dropout": 0.0,
+        "word_dropout": 0.0,
+    },
 }
+#: Saved models written before the presets existed hold the MOSES sizes.
+ARCHITECTURE_DEFAULTS: dict[str, Any] = ARCHITECTURES["gpu"]
+#: KL weight of the objective. A weight of 1 lets the autoregressive decoder ignore z (posterior collapse);
+#: this value was chosen on validation molecules (benchmarks/molecules/latent_grid.py): the latent then carries
+#: enough to rebuild held-out molecules while prior samples stay valid.
+DEFAULT_BETA = 0.1
+#: Training defaults (chosen with the same grid): Adam at 3e-3 with a cosine decay, linear KL warm-up.
+DEFAULT_LR = 3e-3
+DEFAULT_KL_WARMUP_STEPS = 1000
+#: ``MolVAE.neighbors``: how far from a molecule's code to look, in units of its posterior standard deviation.
+DEFAULT_NEIGHBOR_SCALE = 1.0
+
+
+def resolve_architecture(architecture: str) -> str:
+    """``"auto"`` -> ``"gpu"`` with CUDA, else ``"cpu"``; other names are checked."""
+    name = str(architecture).lower()
+    if name == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in ARCHITECTURES:
+        raise ScivaeInputError(f"unknown architecture {architecture!r}: use 'auto', 'cpu' or 'gpu'")
+    return name
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
@@ -56,18 +94,23 @@ class MolVAE(BaseModel):
         Training molecules (SMILES strings, or a :class:`~scivae.molecules.io.MoleculeSet`). Each is
         canonicalised by RDKit; invalid and empty entries are dropped and counted (``self.data_summary``).
     alphabet
-        ``"smiles"`` (regex tokens of RDKit's canonical SMILES), ``"kekule"`` (the same in Kekulé form:
-        explicit double bonds, no aromatic lower case, so no sample fails RDKit's kekulisation; valences can
-        still be wrong) or ``"selfies"`` (every decoded sequence is a valid molecule). Generated molecules are
-        always returned as canonical SMILES.
+        ``"kekule"`` (the default: RDKit's canonical SMILES in Kekulé form, with explicit double bonds and no
+        aromatic lower case, so no sample fails RDKit's kekulisation; valences can still be wrong),
+        ``"smiles"`` (regex tokens of RDKit's canonical aromatic SMILES) or ``"selfies"`` (every decoded
+        sequence is a valid molecule). Generated molecules are always returned as canonical SMILES.
     max_length
         Drop training molecules of more than this many SMILES tokens.
+    architecture
+        Size preset: ``"cpu"`` (latent 64, encoder GRU 128, decoder 1 x GRU 256: trains in minutes on a
+        laptop), ``"gpu"`` (the MOSES VAE: latent 128, encoder GRU 256, decoder 3 x GRU 512) or ``"auto"``
+        (``"gpu"`` when CUDA is available). Any size given below overrides the preset.
     n_latent, embedding_dim, encoder_hidden, encoder_layers, bidirectional, encoder_dropout
-        Encoder and latent space, see :class:`~scivae.molecules.model.MolVAEModule`.
+        Encoder and latent space, see :class:`~scivae.molecules.model.MolVAEModule` (``None``: the preset's).
     decoder_hidden, decoder_layers, decoder_dropout, word_dropout
-        Decoder.
+        Decoder (``None``: the preset's).
     beta, free_bits, free_bits_groups, capacity
-        Collapse controls, see :class:`~scivae.core.KLConfig`.
+        Collapse controls, see :class:`~scivae.core.KLConfig`. The default ``beta`` is below 1 so that the
+        latent carries the molecule (see :data:`DEFAULT_BETA`); the reported ELBO is always the true bound.
     seed
         Seeds the weight initialisation.
 
@@ -79,30 +122,33 @@ class MolVAE(BaseModel):
     """
 
     model_type = "molecule"
+    #: Alphabet when none is given (see ``alphabet``).
+    DEFAULT_ALPHABET = "kekule"
 
     def __init__(
         self,
         smiles: Sequence[str] | MoleculeSet,
         *,
-        alphabet: str = "smiles",
+        alphabet: str | None = None,
         max_length: int | None = None,
-        n_latent: int = 128,
-        embedding_dim: int = 64,
-        encoder_hidden: int = 256,
-        encoder_layers: int = 1,
-        bidirectional: bool = False,
-        encoder_dropout: float = 0.0,
-        decoder_hidden: int = 512,
-        decoder_layers: int = 3,
-        decoder_dropout: float = 0.0,
-        word_dropout: float = 0.0,
-        beta: float = 1.0,
+        architecture: str = "auto",
+        n_latent: int | None = None,
+        embedding_dim: int | None = None,
+        encoder_hidden: int | None = None,
+        encoder_layers: int | None = None,
+        bidirectional: bool | None = None,
+        encoder_dropout: float | None = None,
+        decoder_hidden: int | None = None,
+        decoder_layers: int | None = None,
+        decoder_dropout: float | None = None,
+        word_dropout: float | None = None,
+        beta: float = DEFAULT_BETA,
         free_bits: float = 0.0,
         free_bits_groups: int | None = None,
         capacity: float | None = None,
         seed: int = 0,
     ) -> None:
-        alphabet = check_alphabet(alphabet)
+        alphabet = check_alphabet(alphabet or self.DEFAULT_ALPHABET)
         if isinstance(smiles, (str, os.PathLike)):
             raise ScivaeInputError("MolVAE(...) takes a list of SMILES: use MolVAE.from_file(path) for a file")
         if isinstance(smiles, MoleculeSet):
@@ -121,7 +167,7 @@ class MolVAE(BaseModel):
         self.vocab = Vocabulary.build(tokens, alphabet)
         x, lengths = self.vocab.encode(tokens)
         self._arrays = {"x": x, "length": lengths}
-        config = {
+        given = {
             "n_latent": n_latent,
             "embedding_dim": embedding_dim,
             "encoder_hidden": encoder_hidden,
@@ -133,6 +179,8 @@ class MolVAE(BaseModel):
             "decoder_dropout": decoder_dropout,
             "word_dropout": word_dropout,
         }
+        self.architecture = resolve_architecture(architecture)
+        config = {k: (v if v is not None else ARCHITECTURES[self.architecture][k]) for k, v in given.items()}
         kl = KLConfig(beta=beta, free_bits=free_bits, free_bits_groups=free_bits_groups, capacity=capacity)
         self._build(config, kl, seed)
 
@@ -198,8 +246,13 @@ class MolVAE(BaseModel):
     def fit(
         self,
         max_epochs: int = 50,
-        batch_size: int = 256,
-        validation_fraction: float = 0.1,
+        batch_size: int = 128,
+        validation_fraction: float = 0.05,
+        *,
+        max_time: float | None = None,
+        lr: float = DEFAULT_LR,
+        lr_schedule: str = "cosine",
+        kl_warmup: int | None = None,
         **kwargs: Any,
     ) -> FitResult:
         """Train on the molecules given at construction.
@@ -211,23 +264,44 @@ class MolVAE(BaseModel):
         batch_size
             Minibatch size.
         validation_fraction
-            Held-out fraction for early stopping and diagnostics.
+            Held-out fraction for early stopping and the diagnostics (mutual information, latent gain,
+            reconstruction accuracy), logged every epoch.
+        max_time
+            Training budget in minutes: training stops when it is spent and the cosine learning-rate schedule
+            reaches 0 then (or at ``max_epochs`` if that comes first). The number of epochs then depends on the
+            machine's speed; for a run that repeats exactly, leave it out and set ``max_epochs``.
+        lr, lr_schedule
+            Adam learning rate and its schedule (``"cosine"`` decay to 0, or ``"constant"``).
+        kl_warmup
+            Steps of the linear KL warm-up (default: 1,000 steps or a quarter of the planned steps if fewer).
         **kwargs
             Passed to :func:`~scivae.core.fit_module`: ``kl_schedule`` (name or
-            :class:`~scivae.core.KLSchedule`), ``kl_warmup``, ``lr``, ``accelerator``, ``devices``, ``seed``,
-            ``max_time``, ``patience``, ``progress_bar``, ``precision`` (default ``"32-true"``)...
+            :class:`~scivae.core.KLSchedule`), ``accelerator``, ``devices``, ``seed``, ``patience``,
+            ``progress_bar``, ``precision`` (default ``"32-true"``)...
         """
         if getattr(self, "_arrays", None) is None:
             raise ScivaeInputError("a loaded MolVAE has no training data: build a new MolVAE(smiles) to train")
+        if max_time is not None and not max_time > 0:
+            raise ScivaeInputError(f"max_time must be > 0 minutes, got {max_time}")
+        if int(max_epochs) < 1 or int(batch_size) < 1:
+            raise ScivaeInputError(f"max_epochs and batch_size must be >= 1, got {max_epochs} and {batch_size}")
         kwargs.setdefault("seed", self.seed)
         # GRUs under bf16 autocast lose precision in the recurrent state; full precision (TF32 on GPUs) is safe
         kwargs.setdefault("precision", "32-true")
+        if kl_warmup is None and kwargs.get("kl_schedule") in (None, "linear"):
+            n_train = round(len(self._arrays["x"]) * (1 - validation_fraction))
+            planned = -(-n_train // int(batch_size)) * int(max_epochs)
+            kl_warmup = max(1, min(DEFAULT_KL_WARMUP_STEPS, planned // 4))
         result = self._fit_arrays(
             self._arrays,
             max_epochs=max_epochs,
             batch_size=batch_size,
             validation_fraction=validation_fraction,
             group_by="length",  # batches of similar length: about 1.5x faster than random batches on CPU
+            lr=lr,
+            lr_schedule=lr_schedule,
+            kl_warmup=kl_warmup,
+            max_time=timedelta(minutes=float(max_time)) if max_time is not None else None,
             **kwargs,
         )
         self.module.eval()
@@ -431,34 +505,76 @@ class MolVAE(BaseModel):
         self,
         smiles: str,
         n: int = 10,
-        scale: float = 0.5,
+        scale: float = DEFAULT_NEIGHBOR_SCALE,
         greedy: bool = True,
         temperature: float = 1.0,
         seed: int | None = None,
     ) -> pd.DataFrame:
-        """Molecules decoded from ``n`` points ``z = mu(smiles) + scale * eps`` around one molecule.
+        """Molecules decoded from ``n`` latent points around one molecule: ``z = mu + scale * sigma * eps``.
+
+        ``mu`` and ``sigma`` are the molecule's posterior mean and standard deviation, so ``scale`` is in units
+        of the encoder's own uncertainty: at 1 the points are codes the encoder could have given this very
+        molecule; larger values reach further out.
 
         Returns
         -------
         pandas.DataFrame
-            ``smiles``, ``valid``, ``distance`` (latent distance of the point from ``mu``), and ``same`` (the
-            decoded molecule is the query itself).
+            ``smiles``, ``valid``, ``distance`` (latent distance of the point from ``mu``), ``similarity``
+            (Tanimoto similarity to the query, Morgan radius 2, NaN when invalid) and ``same`` (the decoded
+            molecule is the query itself).
         """
+        from scivae.molecules.metrics import tanimoto_to
+
         self._require_trained()
-        if int(n) < 1 or scale < 0:
+        if int(n) < 1 or not scale >= 0:
             raise ScivaeInputError(f"need n >= 1 and scale >= 0, got n={n}, scale={scale}")
-        (query,), _ = self._arrays_for(smiles)
-        mu = self.encode(query)[0]
+        (query,), arrays = self._arrays_for(smiles)
+        mu, logvar = self._posterior(arrays)
         eps, s = self._prior(int(n), seed)
-        z = mu[None, :] + scale * eps.numpy()
+        z = mu + scale * np.exp(0.5 * logvar) * eps.numpy()
         out = self.decode(z.astype(np.float32), greedy=greedy, temperature=temperature, seed=s + 1)
-        out["distance"] = np.linalg.norm(z - mu[None, :], axis=1)
+        out["distance"] = np.linalg.norm(z - mu, axis=1)
+        out["similarity"] = tanimoto_to(query, out["smiles"].where(out["valid"], "").tolist())
         out["same"] = out["smiles"] == query
         return out
 
+    def reconstruct(self, smiles: str | Sequence[str], *, syntax: bool = True, batch_size: int = 1024) -> pd.DataFrame:
+        """Encode molecules to their posterior means and decode them greedily.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``input`` (canonical SMILES of the query), ``smiles`` (decoded, canonical when valid), ``valid`` and
+            ``same`` (the decoded molecule is the input: the reconstruction accuracy is ``same.mean()``).
+        """
+        canon, arrays = self._arrays_for(smiles)
+        mu, _ = self._posterior(arrays)
+        out = self.decode(mu, greedy=True, syntax=syntax, batch_size=batch_size)
+        out.insert(0, "input", canon)
+        out["same"] = out["smiles"] == out["input"]
+        return out
+
+    @torch.no_grad()
+    def token_accuracy(self, smiles: str | Sequence[str]) -> float:
+        """Fraction of tokens predicted right from the posterior mean, given the right prefix (teacher forcing)."""
+        self._require_trained()
+        _, arrays = self._arrays_for(smiles)
+        self.module.to(_resolve_device(None)).eval()
+        right, total = 0.0, 0
+        for batch in iterate_batches(arrays, 1024, self.device):
+            acc = self.module.reconstruction_accuracy(batch, self.module.inference(batch))["token_accuracy"]
+            right += float((acc * batch["length"]).sum())
+            total += int(batch["length"].sum())
+        return right / max(total, 1)
+
+    def _posterior(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        self.module.to(_resolve_device(None))
+        mu, logvar = posterior_over(self.module, arrays)
+        return mu.numpy(), logvar.numpy()
+
     # -- persistence -----------------------------------------------------------------------------------
     def _module_config(self) -> dict[str, Any]:
-        return {**self._config, "kl": self._kl.to_dict(), "seed": self.seed}
+        return {**self._config, "architecture": self.architecture, "kl": self._kl.to_dict(), "seed": self.seed}
 
     def _adapter_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"vocabulary": self.vocab.to_dict()}
@@ -480,6 +596,7 @@ class MolVAE(BaseModel):
         kl = KLConfig(**cfg.pop("kl"))
         seed = int(cfg.pop("seed", 0))
         model = cls.__new__(cls)
+        model.architecture = str(cfg.pop("architecture", "gpu"))
         model.vocab = Vocabulary.from_dict(meta["adapter_state"]["vocabulary"])
         model.data = None
         model._arrays = None

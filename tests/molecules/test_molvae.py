@@ -35,7 +35,7 @@ def smiles_train():
 
 @pytest.fixture(scope="module")
 def trained(one_thread, smiles_train):
-    vae = MolVAE(smiles_train, **TINY, seed=0)
+    vae = MolVAE(smiles_train, alphabet="smiles", **TINY, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = vae.fit(max_epochs=4, batch_size=64, lr=3e-3, progress_bar=False, accelerator="cpu")
