@@ -137,16 +137,21 @@ def evaluate_latent(
 
     prior: dict[str, Any] = {"n": n_prior, "temperature": 1.0}
     train_set = frozenset(train)
-    for mode, syntax in (("syntax", True), ("raw", False)) if vae.alphabet != "selfies" else (("raw", False),):
+    # syntax: tokens sampled at temperature 1 under the SMILES syntax mask (MolVAE's default); raw: no mask (as
+    # MOSES samples its models); greedy: the most likely token at each step, so z alone makes the diversity.
+    modes = {"syntax": (True, False), "raw": (False, False), "greedy": (True, True)}
+    if vae.alphabet == "selfies":
+        modes = {"raw": (False, False), "greedy": (False, True)}
+    for mode, (syntax, greedy) in modes.items():
         t1 = time.perf_counter()
-        gen = vae.sample(n_prior, seed=seed, syntax=syntax)
+        gen = vae.sample(n_prior, seed=seed, syntax=syntax, greedy=greedy)
         prior[f"sample_s_{mode}"] = round(time.perf_counter() - t1, 2)
         valid = gen.loc[gen["valid"], "smiles"].tolist()
         prior[f"valid_{mode}"] = float(gen["valid"].mean())
         prior[f"unique@1000_{mode}"] = len(set(valid[:1000])) / max(min(len(valid), 1000), 1)
         distinct = set(valid)
         prior[f"novelty_{mode}"] = len(distinct - train_set) / max(len(distinct), 1)
-        if fcd_reference is not None and (mode == "syntax" or vae.alphabet == "selfies"):
+        if fcd_reference is not None and (mode != "raw" or vae.alphabet == "selfies"):
             strings = gen["smiles"].where(gen["valid"], "").tolist()
             prior[f"moses_{mode}"] = M.compute_metrics(strings, train=train_set, test=fcd_reference, n_jobs=1)
     out["prior"] = prior

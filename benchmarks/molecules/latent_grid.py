@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from _latent_eval import evaluate_latent, fit_summary, moses_splits  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "grid"
+MODELS = Path(__file__).resolve().parents[2] / "benchmarks" / "out" / "grid_models"
 
 
 def table() -> None:
@@ -42,6 +43,7 @@ def table() -> None:
         nb = e["neighbors"][str(e["neighbors"]["default_scale"])]
         prior = e["prior"]
         fcd = prior.get("moses_syntax", prior.get("moses_raw", {})).get("FCD/Test", float("nan"))
+        fcd_greedy = prior.get("moses_greedy", {}).get("FCD/Test")
         rows.append(
             (
                 path.stem,
@@ -59,6 +61,9 @@ def table() -> None:
                 prior.get("unique@1000_syntax", prior.get("unique@1000_raw")),
                 prior.get("novelty_syntax", prior.get("novelty_raw")),
                 fcd,
+                prior.get("valid_greedy"),
+                prior.get("unique@1000_greedy"),
+                fcd_greedy,
                 nb["tanimoto_mean"],
                 nb["valid"],
                 e["interpolation"]["valid"],
@@ -66,7 +71,8 @@ def table() -> None:
         )
     head = (
         "run | options | epochs | KL | recon NLL | MI | AU | latent gain | recon acc | token acc | valid (mask) | "
-        "valid (raw) | unique@1k | novelty | FCD | nbr Tanimoto | nbr valid | interp valid"
+        "valid (raw) | unique@1k | novelty | FCD | valid (greedy) | unique@1k (greedy) | FCD (greedy) | nbr Tanimoto | "
+        "nbr valid | interp valid"
     )
     print("| " + head + " |")
     print("|---" * len(head.split("|")) + "|")
@@ -146,6 +152,8 @@ def main() -> None:
             **fit_opts,
         )
     cpu_s = time.process_time() - cpu0
+    if not args.smoke:
+        vae.save(MODELS / args.name)  # git-ignored; lets a run be evaluated again
     fit = fit_summary(vae)
     print(json.dumps(fit), flush=True)
     small = args.smoke
