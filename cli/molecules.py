@@ -55,6 +55,10 @@ def fit_molecules(
     beta: float | None = None,
     accelerator: str = "auto",
     devices: str = "auto",
+    strategy: str = "auto",
+    num_nodes: int = 1,
+    early_stopping: bool = True,
+    patience: int = 20,
     seed: int = 0,
 ) -> None:
     """Train a molecule VAE on a SMILES file; write ``OUT/model/`` and the fit report into ``OUT/``.
@@ -96,10 +100,16 @@ def fit_molecules(
         kl_schedule=schedule,
         accelerator=accelerator,
         devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        early_stopping=early_stopping,
+        patience=patience,
         seed=seed,
         lr_schedule=lr_schedule,
         **({} if lr is None else {"lr": lr}),
     )
+    if not result.is_global_zero:  # the other DDP processes only trained
+        return
     vae.save(out / "model")
     n_check = int(FIT_DEFAULTS["check_samples"])
     check = vae.sample(n_check, seed=seed)

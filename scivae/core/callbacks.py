@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
 from scivae.core.diagnostics import CollapseReport, collapse_report
+from scivae.core.distributed import gather_rows
 from scivae.core.schedules import KLSchedule
 from scivae.core.training_plan import VAETrainingPlan
 
@@ -33,6 +34,9 @@ class KLAnnealing(L.Callback):
 class CollapseMonitor(L.Callback):
     """Logs KL per latent dimension and active units after every validation epoch.
 
+    Under DDP the validation posteriors of all processes are gathered first, so the figures are those of the
+    whole validation set.
+
     Attributes
     ----------
     history
@@ -49,10 +53,10 @@ class CollapseMonitor(L.Callback):
         posterior = pl_module.validation_posterior()
         if posterior is None:
             return
-        report = collapse_report(*posterior, threshold=self.threshold)
+        report = collapse_report(*(gather_rows(t) for t in posterior), threshold=self.threshold)
         self.history.append(report)
-        pl_module.log("active_units", float(report.active_units), prog_bar=True)
-        pl_module.log("kl_total_validation", report.kl_total)
+        pl_module.log("active_units", float(report.active_units), prog_bar=True, sync_dist=True)
+        pl_module.log("kl_total_validation", report.kl_total, sync_dist=True)
 
 
 def _at_full_weight(schedule: KLSchedule | None, step: int) -> bool:

@@ -59,11 +59,16 @@ class VAETrainingPlan(L.LightningModule):
         self.n_samples = n_samples
         self.kl_weight = 1.0
         self.skipped_steps = 0
+        self._n_seen = 0  # training rows of this epoch in this process; summed over processes when logged
         self._val_mu: list[Tensor] = []
         self._val_logvar: list[Tensor] = []
 
+    def on_train_epoch_start(self) -> None:
+        self._n_seen = 0
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         out = self.module.loss(batch, kl_weight=self.kl_weight, step=self.global_step, n_samples=self.n_samples)
+        self._n_seen += out.reconstruction.shape[0]
         if not torch.isfinite(out.loss):
             # NaN guard: skip this update instead of poisoning the weights; count it in the history.
             self.skipped_steps += 1
@@ -81,8 +86,12 @@ class VAETrainingPlan(L.LightningModule):
             on_step=False,
             on_epoch=True,
             batch_size=n,
+            sync_dist=True,
         )
         return out.loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("n_obs_train", float(self._n_seen), sync_dist=True, reduce_fx="sum")
 
     def on_validation_epoch_start(self) -> None:
         self._val_mu, self._val_logvar = [], []
@@ -100,8 +109,9 @@ class VAETrainingPlan(L.LightningModule):
             on_epoch=True,
             batch_size=n,
             prog_bar=False,
+            sync_dist=True,
         )
-        self.log("val_elbo", out.elbo.mean(), on_epoch=True, batch_size=n, prog_bar=True, logger=False)
+        self.log("val_elbo", out.elbo.mean(), on_epoch=True, batch_size=n, prog_bar=True, logger=False, sync_dist=True)
         self._val_mu.append(out.posterior.mu.float().cpu())
         self._val_logvar.append(out.posterior.logvar.float().cpu())
 
