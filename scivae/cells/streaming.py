@@ -531,7 +531,10 @@ class _ChunkStream(IterableDataset):
         shuffle: bool,
         seed: int,
         window_chunks: int = WINDOW_CHUNKS,
+        rank: int | None = None,
+        world: int | None = None,
     ) -> None:
+        self.rank, self.world = rank, world  # default: read from torch.distributed when iterating
         self.data, self.rows, self.batch_size = data, np.sort(rows), batch_size
         self.shuffle, self.seed, self.window_chunks = shuffle, seed, window_chunks
         bounds = np.arange(0, data.n_obs + data.chunk_rows, data.chunk_rows).clip(max=data.n_obs)
@@ -544,7 +547,7 @@ class _ChunkStream(IterableDataset):
         return math.ceil(len(self.rows) / self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        rank, world = rank_world()
+        rank, world = (self.rank, self.world) if self.world is not None else rank_world()
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         order = rng.permutation(len(self.chunk_rows)) if self.shuffle else np.arange(len(self.chunk_rows))
