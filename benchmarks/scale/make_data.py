@@ -79,7 +79,13 @@ def write(path: Path, n_cells: int, n_genes: int, chunk_rows: int = 20_000, seed
     finally:
         if tmp.exists():
             tmp.unlink()
-    return {"cells": n_cells, "genes": n_genes, "nnz": nnz, "density": nnz / (n_cells * n_genes), "bytes": path.stat().st_size}
+    return {
+        "cells": n_cells,
+        "genes": n_genes,
+        "nnz": nnz,
+        "density": nnz / (n_cells * n_genes),
+        "bytes": path.stat().st_size,
+    }
 
 
 def main() -> None:
