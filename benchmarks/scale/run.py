@@ -80,6 +80,8 @@ def child(args: argparse.Namespace) -> None:
         validation_fraction=args.validation_fraction,
     )
     out["fit_s"], out["hwm_after_fit_mb"] = time.perf_counter() - t, _hwm_mb()
+    if not hasattr(timer, "elapsed"):
+        raise SystemExit(f"--steps {args.steps} is more than the {timer.batches} batches of one epoch: lower it")
     out["train_batches"] = timer.batches
     out["train_cells_per_s"] = (args.steps - args.warmup) * args.batch_size / timer.elapsed
     t = time.perf_counter()
@@ -165,9 +167,9 @@ def main() -> None:
     p.add_argument("--n-top-genes", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--memory-large", action="store_true", help="also run the in-memory path on the largest size")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--warmup", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=160, help="training batches per run (within one epoch)")
+    p.add_argument("--warmup", type=int, default=20, help="batches before the throughput clock starts")
+    p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--validation-fraction", type=float, default=0.1)
     p.add_argument("--smoke", action="store_true", help="tiny files, few steps, one round: a check that it runs")

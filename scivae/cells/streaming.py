@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from scivae._atomic import atomic_path
-from scivae.cells.data import CovariateEncoder, _layer_hint, count_problem, unique_gene_names
+from scivae.cells.data import CovariateEncoder, _layer_hint, count_problem, trained_cells, unique_gene_names
 from scivae.core.data import shard_batch, split_indices
 from scivae.core.distributed import rank_world
 from scivae.errors import ScivaeInputError
@@ -147,9 +147,10 @@ def _scan(
     codes: np.ndarray | None = None,
     n_codes: int = 1,
     chunk_rows: int = CHUNK_ROWS,
-    stop_on_problem: bool = True,
+    check: bool = True,
 ) -> _Scan:
-    """One pass: count check, cells per gene, counts per cell and (with ``codes``) per-code moments."""
+    """One pass: count check (stops at the first bad chunk), cells per gene, counts per cell and (with
+    ``codes``) per-code sums and sums of squares."""
     n_obs, n_vars = counts.shape
     detected = np.zeros(n_vars, dtype=np.int64)
     totals = np.zeros(n_obs, dtype=np.float64)
@@ -157,8 +158,8 @@ def _scan(
     sumsq = np.zeros((n_codes, n_vars)) if codes is not None else None
     for start, stop in counts.chunks(chunk_rows):
         block = counts.read(start, stop)
-        problem = count_problem(block)
-        if problem is not None and stop_on_problem:
+        problem = count_problem(block) if check else None
+        if problem is not None:
             return _Scan(problem, detected, totals)
         block.eliminate_zeros()
         detected += np.bincount(block.indices, minlength=n_vars)
@@ -204,7 +205,7 @@ def highly_variable_streamed(
     used = np.unique(code_all[rows])
     n_codes = int(code_all.max()) + 2
     code_all = np.where(in_rows, code_all, n_codes - 1)  # cells outside ``rows`` go to a discarded code
-    first = _scan(counts, code_all, n_codes, chunk_rows, stop_on_problem=False)
+    first = _scan(counts, code_all, n_codes, chunk_rows, check=False)
     n = np.bincount(code_all, minlength=n_codes).astype(np.float64)
     mean = first.sums[:, columns] / np.maximum(n, 1)[:, None]
     var = (first.sumsq[:, columns] - n[:, None] * mean**2) / np.maximum(n - 1, 1)[:, None]
@@ -462,21 +463,8 @@ def prepare_backed(
                 UserWarning,
                 stacklevel=2,
             )
-    nonempty = np.flatnonzero(totals > 0)
-    if nonempty.size == 0:
-        raise ScivaeInputError(f"every cell of {source} has zero counts over the selected genes: pass data with counts")
-    summary = {
-        "counts_source": source,
-        "n_cells_input": int(n_cells),
-        "n_genes_input": int(n_genes_in),
-        "n_duplicated_gene_names": n_dup,
-        "n_genes_undetected_dropped": int(n_genes_in - int((scan.detected > 0).sum())),
-        "n_highly_variable_genes": n_hvg,
-        "n_genes": int(keep.size),
-        "n_cells_empty": int(n_cells - nonempty.size),
-        "n_cells_trained": int(nonempty.size),
-        "backed": str(path),
-    }
+    nonempty, summary = trained_cells(source, totals, (n_cells, n_genes_in), n_dup, scan.detected, keep.size, n_hvg)
+    summary["backed"] = str(path)
     data = BackedCellData(counts, keep, covs, nonempty, summary, np.log(totals[nonempty]), chunk_rows)
     return data, [str(g) for g in genes[keep]], encoder, source
 
@@ -577,6 +565,9 @@ class _ChunkStream(IterableDataset):
 
 class StreamingDataModule(L.LightningDataModule):
     """Training and validation batches streamed from a :class:`BackedCellData` (flat memory).
+
+    A batch mixes the rows of one window of ``window_chunks`` chunks drawn at random from the whole file;
+    for a file sorted by sample a larger window (or a file written in shuffled order) mixes better.
 
     Parameters
     ----------
