@@ -79,11 +79,18 @@ def fit_cells(
     beta: float | None = None,
     accelerator: str = "auto",
     devices: str = "auto",
+    strategy: str = "auto",
+    num_nodes: int = 1,
+    early_stopping: bool = True,
+    patience: int = 20,
+    backed: bool = False,
     seed: int = 0,
 ) -> None:
     """Fit a :class:`~scivae.CellVAE` on a single-cell file and write model, embedding and report.
 
     ``None`` means the model's default. Bad input raises :class:`ScivaeInputError` (exit code 2 in the CLI).
+    With ``backed`` the ``.h5ad`` is streamed from disk: X is never loaded, and ``embedded.h5ad`` is a copy
+    of the input file with the latent added. Under DDP only rank 0 writes the outputs.
     """
     from scivae.cells import CellVAE, read_anndata
     from scivae.core import write_fit_report
@@ -91,9 +98,10 @@ def fit_cells(
     data = Path(data)
     out = Path(out) if out is not None else default_out(data)
     _check_out(out, data)
-    adata = read_anndata(data)
+    adata = data if backed else read_anndata(data)
     model = CellVAE(
         adata,
+        backed=backed,
         layer=layer,
         batch_key=batch_key,
         likelihood=likelihood,
@@ -116,6 +124,10 @@ def fit_cells(
         batch_size=batch_size if batch_size is not None else 128,
         accelerator=accelerator,
         devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        early_stopping=early_stopping,
+        patience=patience,
         kl_schedule=kl_schedule,
         kl_warmup=kl_warmup,
         seed=seed,
@@ -125,6 +137,8 @@ def fit_cells(
     )
     result = model.fit_result
     assert result is not None
+    if not result.is_global_zero:  # the other DDP processes only trained
+        return
     params = {
         "data": str(data),
         "layer": layer,
@@ -139,9 +153,13 @@ def fit_cells(
         "free_bits": model.module.kl_config.free_bits,
         "beta": model.module.kl_config.beta,
         "seed": seed,
+        "backed": backed,
+        "devices": devices,
+        "strategy": strategy,
+        "num_nodes": num_nodes,
     }
-    adata.obsm[KEY] = model.get_latent()
-    adata.uns["scivae"] = _uns_safe(
+    latent = model.get_latent()
+    uns = _uns_safe(
         {
             "key_added": KEY,
             "params": params,
@@ -152,7 +170,7 @@ def fit_cells(
     )
     with atomic_dir(out) as tmp:
         model.save(tmp / "model")
-        adata.write_h5ad(tmp / "embedded.h5ad", compression="gzip")
+        _write_embedded(data if backed else adata, tmp / "embedded.h5ad", KEY, latent, uns)
         write_fit_report(tmp, result, extra={"params": params, "data": s})
     m = result.metrics
     _echo(
@@ -163,6 +181,19 @@ def fit_cells(
         f"{m.get('active_units')}/{model.module.n_latent} active units"
     )
     _echo(f"wrote {out}/ (model/, embedded.h5ad with obsm['{KEY}'], metrics.json, history.csv, plots)")
+
+
+def _write_embedded(source: Any, out: Path, key: str, latent: Any, uns: dict[str, Any]) -> None:
+    """The input plus ``obsm[key]`` and ``uns['scivae']``: an in-memory AnnData, or a file copied as it is."""
+    if isinstance(source, Path):
+        from scivae.cells.streaming import write_with_latent
+
+        write_with_latent(source, out, key, latent, uns)
+        return
+    source.obsm[key] = latent
+    source.uns["scivae"] = uns
+    with atomic_path(out) as tmp:
+        source.write_h5ad(tmp, compression="gzip")
 
 
 def _model_dir(path: Path) -> Path:
@@ -182,6 +213,9 @@ def embed(
     ] = None,
     key_added: Annotated[str, typer.Option(help="obsm key of the embedding.")] = KEY,
     batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 1024,
+    backed: Annotated[
+        bool, typer.Option("--backed", help="Stream the .h5ad from disk: X is never loaded (output: a copy + latent).")
+    ] = False,
 ) -> None:
     """Embed new cells with a trained model: writes the input plus obsm["X_scivae"] (latent means) to a new .h5ad."""
     from scivae.cells import CellVAE, read_anndata
@@ -196,10 +230,8 @@ def embed(
     if out.exists() and data.exists() and os.path.samefile(out, data):
         raise ScivaeInputError(f"-o {out} is the input file: pass another output path (inputs are never modified)")
     model = CellVAE.load(_model_dir(Path(model_dir)))
-    adata = read_anndata(data)
-    latent = model.get_latent(adata, batch_size=batch_size)
-    adata.obsm[key_added] = latent
-    adata.uns["scivae"] = _uns_safe({"key_added": key_added, "model": str(model_dir), "genes": model.genes})
-    with atomic_path(out) as tmp:
-        adata.write_h5ad(tmp, compression="gzip")
-    _echo(f"wrote {out}: {adata.n_obs} cells, obsm['{key_added}'] of width {latent.shape[1]}")
+    source: Any = data if backed else read_anndata(data)
+    latent = model.get_latent(source, batch_size=batch_size)
+    uns = _uns_safe({"key_added": key_added, "model": str(model_dir), "genes": model.genes})
+    _write_embedded(source, out, key_added, latent, uns)
+    _echo(f"wrote {out}: {latent.shape[0]} cells, obsm['{key_added}'] of width {latent.shape[1]}")

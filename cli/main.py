@@ -185,7 +185,19 @@ def fit(
     free_bits: Annotated[float | None, typer.Option(help="Free bits per latent dimension (nats).")] = None,
     beta: Annotated[float | None, typer.Option(help="KL multiplier (beta-VAE).")] = None,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
-    devices: Annotated[str, typer.Option(help="Devices for Lightning ('auto', a count or a list).")] = "auto",
+    devices: Annotated[str, typer.Option(help="Devices per node for Lightning ('auto', a count or a list).")] = "auto",
+    strategy: Annotated[
+        str, typer.Option(help="Lightning strategy: auto, or ddp for several devices or nodes (one process each).")
+    ] = "auto",
+    num_nodes: Annotated[int, typer.Option(help="Nodes for --strategy ddp (Lightning reads SLURM/torchrun).")] = 1,
+    early_stopping: Annotated[
+        bool,
+        typer.Option("--early-stopping/--no-early-stopping", help="Stop when the validation ELBO stops improving."),
+    ] = True,
+    patience: Annotated[int, typer.Option(help="Epochs without improvement before early stopping.")] = 20,
+    backed: Annotated[
+        bool, typer.Option("--backed", help="[cells] Stream the .h5ad from disk in chunks instead of loading it.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     threads: Annotated[
         int,
@@ -197,6 +209,8 @@ def fit(
         raise ScivaeInputError(f"{data}: no such file or folder; check the path")
     if threads < 1:
         raise ScivaeInputError(f"--threads must be >= 1, got {threads}")
+    if num_nodes < 1 or patience < 1:
+        raise ScivaeInputError(f"--num-nodes and --patience must be >= 1, got {num_nodes} and {patience}")
     kind = _data_kind(data)
     import torch
 
@@ -215,6 +229,10 @@ def fit(
         beta=beta,
         accelerator=accelerator,
         devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        early_stopping=early_stopping,
+        patience=patience,
         seed=seed,
     )
     from scivae.core.training_plan import LR_SCHEDULES
@@ -231,11 +249,19 @@ def fit(
                 "--alphabet, --column, --max-length and --architecture apply to molecule files, not to cells"
             )
         runner = importlib.import_module("scivae_cli.cells").fit_cells
-        runner(data, layer=layer, batch_key=batch_key, likelihood=likelihood, n_top_genes=n_top_genes, **common)
+        runner(
+            data,
+            layer=layer,
+            batch_key=batch_key,
+            likelihood=likelihood,
+            n_top_genes=n_top_genes,
+            backed=backed,
+            **common,
+        )
     else:
-        if layer is not None or batch_key is not None or likelihood != "nb" or n_top_genes is not None:
+        if layer is not None or batch_key is not None or likelihood != "nb" or n_top_genes is not None or backed:
             raise ScivaeInputError(
-                "--layer, --batch-key, --likelihood and --n-top-genes apply to cells, not to molecules"
+                "--layer, --batch-key, --likelihood, --n-top-genes and --backed apply to cells, not to molecules"
             )
         runner = importlib.import_module("scivae_cli.molecules").fit_molecules
         runner(data, alphabet=alphabet, column=column, max_length=max_length, architecture=architecture, **common)

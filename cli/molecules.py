@@ -58,6 +58,10 @@ def fit_molecules(
     beta: float | None = None,
     accelerator: str = "auto",
     devices: str = "auto",
+    strategy: str = "auto",
+    num_nodes: int = 1,
+    early_stopping: bool = True,
+    patience: int = 20,
     seed: int = 0,
 ) -> None:
     """Train a molecule VAE on a SMILES file; write ``OUT/model/`` and the fit report into ``OUT/``.
@@ -100,9 +104,15 @@ def fit_molecules(
         batch_size=bs,
         accelerator=accelerator,
         devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        early_stopping=early_stopping,
+        patience=patience,
         seed=seed,
         **{k: v for k, v in options.items() if v is not None},
     )
+    if not result.is_global_zero:  # the other DDP processes only trained
+        return
     vae.save(out / "model")
     n_check = int(FIT_DEFAULTS["check_samples"])
     check = vae.sample(n_check, seed=seed)

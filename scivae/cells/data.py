@@ -457,20 +457,7 @@ def prepare(
                 stacklevel=2,
             )
     totals = np.asarray(counts.sum(1)).ravel()
-    nonempty = np.flatnonzero(totals > 0)
-    if nonempty.size == 0:
-        raise ScivaeInputError(f"every cell of {source} has zero counts over the selected genes: pass data with counts")
-    summary = {
-        "counts_source": source,
-        "n_cells_input": int(n_cells),
-        "n_genes_input": int(n_genes_in),
-        "n_duplicated_gene_names": n_dup,
-        "n_genes_undetected_dropped": int(n_genes_in - int((detected > 0).sum())),
-        "n_highly_variable_genes": n_hvg,
-        "n_genes": int(keep.size),
-        "n_cells_empty": int(n_cells - nonempty.size),
-        "n_cells_trained": int(nonempty.size),
-    }
+    nonempty, summary = trained_cells(source, totals, (n_cells, n_genes_in), n_dup, detected, keep.size, n_hvg)
     logger.info(
         "counts from %s: %d cells x %d genes; dropped %d never-detected genes; %d empty cells left out of training",
         source,
@@ -481,6 +468,33 @@ def prepare(
     )
     arrays: dict[str, Any] = {"x": counts, **covs}
     return CellData(arrays, nonempty, summary), [str(g) for g in genes[keep]], encoder, source
+
+
+def trained_cells(
+    source: str,
+    totals: np.ndarray,
+    shape: tuple[int, int],
+    n_dup: int,
+    detected: np.ndarray,
+    n_genes: int,
+    n_hvg: int | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The cells with counts over the model genes (``totals`` > 0) and the summary of what was filtered."""
+    nonempty = np.flatnonzero(totals > 0)
+    if nonempty.size == 0:
+        raise ScivaeInputError(f"every cell of {source} has zero counts over the selected genes: pass data with counts")
+    summary = {
+        "counts_source": source,
+        "n_cells_input": int(shape[0]),
+        "n_genes_input": int(shape[1]),
+        "n_duplicated_gene_names": n_dup,
+        "n_genes_undetected_dropped": int(shape[1] - int((detected > 0).sum())),
+        "n_highly_variable_genes": n_hvg,
+        "n_genes": int(n_genes),
+        "n_cells_empty": int(shape[0] - nonempty.size),
+        "n_cells_trained": int(nonempty.size),
+    }
+    return nonempty, summary
 
 
 def align(adata: ad.AnnData, genes: Sequence[str], encoder: CovariateEncoder, layer: str | None = None) -> CellData:

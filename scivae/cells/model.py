@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -12,6 +13,13 @@ import torch
 
 from scivae.cells.data import CellData, CovariateEncoder, align, prepare
 from scivae.cells.module import CellVAEModule
+from scivae.cells.streaming import (
+    BackedCellData,
+    StreamingDataModule,
+    align_backed,
+    prepare_backed,
+    streaming_split,
+)
 from scivae.core import BaseModel, FitResult, KLConfig, KLSchedule, iterate_batches, split_indices
 from scivae.errors import ScivaeInputError
 
@@ -79,6 +87,11 @@ class CellVAE(BaseModel):
         Keep only this many highly variable genes (scanpy's ``seurat_v3`` on counts, batch-aware).
     beta, free_bits, free_bits_groups, capacity
         The core's collapse controls (see :class:`scivae.core.KLConfig`).
+    backed
+        Stream the counts from disk instead of loading them: ``adata`` is then the path of an ``.h5ad`` or
+        ``anndata.read_h5ad(path, backed="r")``. Checks, gene selection and library statistics run in
+        passes over chunks of rows, training reads shuffled chunks (:mod:`scivae.cells.streaming`), and
+        :meth:`get_latent` streams too; memory stays flat as the number of cells grows.
     seed
         Seed of the initial weights (``fit`` has its own seed for the split and the shuffling).
 
@@ -92,7 +105,7 @@ class CellVAE(BaseModel):
 
     def __init__(
         self,
-        adata: ad.AnnData,
+        adata: ad.AnnData | str,
         *,
         layer: str | None = None,
         batch_key: str | None = None,
@@ -112,13 +125,15 @@ class CellVAE(BaseModel):
         free_bits: float = 0.0,
         free_bits_groups: int | None = None,
         capacity: float | None = None,
+        backed: bool = False,
         seed: int = 0,
     ) -> None:
-        if not isinstance(adata, ad.AnnData):
+        if not backed and not isinstance(adata, ad.AnnData):
             raise ScivaeInputError(
-                f"CellVAE needs an AnnData, got {type(adata).__name__}: read the file with scanpy/anndata first"
+                f"CellVAE needs an AnnData, got {type(adata).__name__}: read the file with scanpy/anndata first "
+                "(or pass backed=True to stream an .h5ad path)"
             )
-        data, genes, encoder, _ = prepare(
+        data, genes, encoder, _ = (prepare_backed if backed else prepare)(
             adata,
             layer=layer,
             batch_key=batch_key,
@@ -165,11 +180,13 @@ class CellVAE(BaseModel):
         config.setdefault("norm", "layer")  # models saved before the option existed used LayerNorm
         return CellVAEModule(**config)
 
-    def _library_prior(self, data: CellData) -> tuple[list[float], list[float]]:
+    def _library_prior(self, data: CellData | BackedCellData) -> tuple[list[float], list[float]]:
         """Per-batch mean and variance of log total counts over the non-empty training cells."""
-        x = data.arrays["x"][data.nonempty]
-        log_lib = np.log(np.asarray(x.sum(1)).ravel())
-        codes = data.arrays["batch"][data.nonempty] if "batch" in data.arrays else np.zeros(len(log_lib), int)
+        if isinstance(data, BackedCellData):
+            log_lib, covs = data.log_library, data.covariates  # from the streamed pass over the counts
+        else:
+            log_lib, covs = np.log(np.asarray(data.arrays["x"][data.nonempty].sum(1)).ravel()), data.arrays
+        codes = covs["batch"][data.nonempty] if "batch" in covs else np.zeros(len(log_lib), int)
         means, variances = [], []
         for b in range(self.encoder.n_batches):
             v = log_lib[codes == b]
@@ -257,15 +274,23 @@ class CellVAE(BaseModel):
             steps_per_epoch = max(1, -(-len(train) // batch_size))
             total = steps_per_epoch * max_epochs
             kl_warmup = max(1, min(total // 4, MAX_DEFAULT_WARMUP_EPOCHS * steps_per_epoch))
-        self._fit_arrays(
-            self.data.arrays,
+        if isinstance(self.data, BackedCellData):
+            train_rows, val_rows = streaming_split(self.data, validation_fraction, seed)
+            datamodule = StreamingDataModule(self.data, train_rows, val_rows, batch_size=batch_size, seed=seed)
+            fit_data: dict[str, Any] = {"datamodule": datamodule}
+        else:
+            fit_data = {
+                "arrays": self.data.arrays,
+                "batch_size": batch_size,
+                "train_indices": self.data.nonempty[train],
+                "validation_indices": self.data.nonempty[val],
+            }
+        (self._fit_datamodule if "datamodule" in fit_data else self._fit_arrays)(
+            **fit_data,
             max_epochs=max_epochs,
-            batch_size=batch_size,
             kl_schedule=kl_schedule,
             kl_warmup=kl_warmup,
             seed=seed,
-            train_indices=self.data.nonempty[train],
-            validation_indices=self.data.nonempty[val],
             lr=lr,
             weight_decay=weight_decay,
             adam_eps=adam_eps,
@@ -284,14 +309,21 @@ class CellVAE(BaseModel):
         return self
 
     # ------------------------------------------------------------------------------------------------------
-    def _cell_data(self, adata: ad.AnnData | None) -> CellData:
+    def _cell_data(self, adata: ad.AnnData | str | None) -> CellData | BackedCellData:
         if adata is None:
             if getattr(self, "data", None) is None:
                 raise ScivaeInputError("this model was loaded without data: pass adata= (cells with the model's genes)")
             return self.data
+        if isinstance(adata, (str, Path)) or (isinstance(adata, ad.AnnData) and adata.isbacked):
+            return align_backed(adata, self.genes, self.encoder, self.layer)
         if not isinstance(adata, ad.AnnData):
-            raise ScivaeInputError(f"adata must be an AnnData, got {type(adata).__name__}")
+            raise ScivaeInputError(f"adata must be an AnnData or an .h5ad path, got {type(adata).__name__}")
         return align(adata, self.genes, self.encoder, self.layer)
+
+    @staticmethod
+    def _rows_of(data: CellData | BackedCellData) -> Any:
+        """What :func:`scivae.core.iterate_batches` reads: the arrays, or the streamed data itself."""
+        return data if isinstance(data, BackedCellData) else data.arrays
 
     def get_latent(
         self,
@@ -305,7 +337,8 @@ class CellVAE(BaseModel):
         Parameters
         ----------
         adata
-            Cells to embed; genes are matched by name to the training genes (extra genes are ignored).
+            Cells to embed; genes are matched by name to the training genes (extra genes are ignored). An
+            ``.h5ad`` path or an AnnData opened with ``backed="r"`` is streamed chunk by chunk.
         give_mean
             Posterior mean (default) or one posterior sample.
         batch_size
@@ -321,7 +354,7 @@ class CellVAE(BaseModel):
         self._require_trained()
         data = self._cell_data(adata)
         with _seeded(seed):
-            return self._latent_from_arrays(data.arrays, give_mean=give_mean, batch_size=batch_size)
+            return self._latent_from_arrays(self._rows_of(data), give_mean=give_mean, batch_size=batch_size)
 
     def get_elbo(
         self,
@@ -343,7 +376,7 @@ class CellVAE(BaseModel):
         self._require_trained()
         data = self._cell_data(adata)
         with _seeded(seed):
-            return self._per_obs(data.arrays, "elbo", batch_size=batch_size, n_samples=n_samples)
+            return self._per_obs(self._rows_of(data), "elbo", batch_size=batch_size, n_samples=n_samples)
 
     def get_marginal_ll(
         self,
@@ -364,7 +397,7 @@ class CellVAE(BaseModel):
             raise ScivaeInputError(f"n_samples must be >= 1, got {n_samples}")
         data = self._cell_data(adata)
         with _seeded(seed):
-            return self._per_obs(data.arrays, "iwae", batch_size=batch_size, k=n_samples)
+            return self._per_obs(self._rows_of(data), "iwae", batch_size=batch_size, k=n_samples)
 
     @torch.no_grad()
     def get_normalized_expression(
@@ -392,6 +425,10 @@ class CellVAE(BaseModel):
         """
         self._require_trained()
         data = self._cell_data(adata)
+        if isinstance(data, BackedCellData):
+            raise ScivaeInputError(
+                "get_normalized_expression returns a dense cells x genes matrix: pass an in-memory subset as adata="
+            )
         arrays = dict(data.arrays)
         if transform_batch is not None:
             if self.encoder.batch_key is None:
@@ -475,7 +512,7 @@ class CellVAE(BaseModel):
         model.adata = adata
         model.data = None
         if adata is not None:
-            model.data = align(adata, model.genes, model.encoder, model.layer)
+            model.data = model._cell_data(adata)
         return model
 
     @classmethod

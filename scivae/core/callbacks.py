@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
 from scivae.core.diagnostics import CollapseReport, collapse_report
+from scivae.core.distributed import gather_rows
 from scivae.core.schedules import KLSchedule
 from scivae.core.training_plan import VAETrainingPlan
 
@@ -37,6 +38,9 @@ class CollapseMonitor(L.Callback):
     reconstruction the decoder gets from z) and the adapter's reconstruction accuracies: ``active_units``,
     ``kl_total_validation``, ``mutual_information``, ``latent_gain_validation`` and ``<name>_validation``.
 
+    Under DDP the validation posteriors of all processes are gathered first, so the figures are those of the
+    whole validation set.
+
     Attributes
     ----------
     history
@@ -53,18 +57,20 @@ class CollapseMonitor(L.Callback):
         posterior = pl_module.validation_posterior()
         if posterior is None:
             return
-        checks = pl_module.validation_checks()
+        checks = {name: float(gather_rows(v).mean()) for name, v in sorted(pl_module.validation_check_values().items())}
         gain = checks.pop("latent_gain", None)
-        report = collapse_report(*posterior, threshold=self.threshold, latent_gain=gain, extra=checks)
+        report = collapse_report(
+            *(gather_rows(t) for t in posterior), threshold=self.threshold, latent_gain=gain, extra=checks
+        )
         self.history.append(report)
-        pl_module.log("active_units", float(report.active_units), prog_bar=True)
-        pl_module.log("kl_total_validation", report.kl_total)
+        pl_module.log("active_units", float(report.active_units), prog_bar=True, sync_dist=True)
+        pl_module.log("kl_total_validation", report.kl_total, sync_dist=True)
         if math.isfinite(report.mutual_information):
-            pl_module.log("mutual_information", report.mutual_information, prog_bar=True)
+            pl_module.log("mutual_information", report.mutual_information, prog_bar=True, sync_dist=True)
         if gain is not None and math.isfinite(gain):
-            pl_module.log("latent_gain_validation", gain)
+            pl_module.log("latent_gain_validation", gain, sync_dist=True)
         for name, value in checks.items():
-            pl_module.log(f"{name}_validation", value, prog_bar=name == "reconstruction_accuracy")
+            pl_module.log(f"{name}_validation", value, prog_bar=name == "reconstruction_accuracy", sync_dist=True)
 
 
 def _at_full_weight(schedule: KLSchedule | None, step: int) -> bool:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
+from scivae.core.distributed import rank_world
 from scivae.errors import ScivaeInputError
 
 ArrayLike = Any  # np.ndarray | scipy.sparse matrix | torch.Tensor
@@ -106,6 +107,57 @@ class GroupedBatchSampler(Sampler[list[int]]):
             yield batches[b]
 
 
+def shard_batch(batch: Sequence[int] | np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Part ``rank`` of ``world`` of one global batch: the batch cut into ``world`` contiguous near-equal parts."""
+    batch = np.asarray(batch)
+    size, extra = divmod(len(batch), world)
+    start = rank * size + min(rank, extra)
+    return batch[start : start + size + (rank < extra)]
+
+
+class RankShardedBatchSampler(Sampler[list[int]]):
+    """This process's share of every batch of another batch sampler, for distributed (DDP) training.
+
+    Every process iterates the same seeded ``batch_sampler``, so all draw the same global batches, and each
+    keeps its part of every batch (:func:`shard_batch`). Hence one epoch shows every row exactly once across
+    the processes, every process makes the same number of steps (DDP requires it), and the gradient DDP
+    averages is that of the global batch: ``batch_size`` means the same and training takes the same steps
+    whatever the number of processes. A global batch with fewer rows than processes is merged into the
+    batch before it. Any sampler that yields lists of positions can be wrapped.
+
+    Parameters
+    ----------
+    batch_sampler
+        Yields lists of positions (global batches); seeded identically on every process.
+    rank, world
+        This process's rank and the number of processes; default: read from ``torch.distributed`` when the
+        iteration starts (Lightning builds the loaders after it has set up the process group).
+    """
+
+    def __init__(self, batch_sampler: Any, rank: int | None = None, world: int | None = None) -> None:
+        self.batch_sampler = batch_sampler
+        self.rank, self.world = rank, world
+
+    def __len__(self) -> int:  # an upper bound when a last, tiny batch gets merged
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rank, world = (self.rank, self.world) if self.world is not None else rank_world()
+        pending: list[int] | None = None
+        for batch in self.batch_sampler:
+            batch = list(batch)
+            if pending is not None and len(batch) < world:
+                pending += batch
+                continue
+            if pending is not None:
+                yield shard_batch(pending, rank, world).tolist()
+            pending = batch
+        if pending is not None:
+            if len(pending) < world:
+                raise ScivaeInputError(f"{len(pending)} rows for {world} processes: use fewer devices or more data")
+            yield shard_batch(pending, rank, world).tolist()
+
+
 def _loader(
     arrays: Mapping[str, ArrayLike],
     rows: np.ndarray,
@@ -119,19 +171,30 @@ def _loader(
     if shuffle:
         generator = torch.Generator().manual_seed(seed)
         if sizes is not None:
-            return DataLoader(dataset, sampler=GroupedBatchSampler(sizes, batch_size, generator), batch_size=None)
-        sampler = RandomSampler(range(len(rows)), generator=generator)
+            batches: Any = GroupedBatchSampler(sizes, batch_size, generator)
+        else:
+            batches = BatchSampler(RandomSampler(range(len(rows)), generator=generator), batch_size, drop_last=False)
     elif sizes is not None:  # fixed order, sorted by size: the same batches every epoch, little padding
-        sampler = np.argsort(sizes, kind="stable").tolist()
+        batches = BatchSampler(np.argsort(sizes, kind="stable").tolist(), batch_size, drop_last=False)
     else:
-        sampler = SequentialSampler(range(len(rows)))
-    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None)
+        batches = BatchSampler(SequentialSampler(range(len(rows))), batch_size, drop_last=False)
+    if rank_world()[1] > 1:
+        batches = RankShardedBatchSampler(batches)
+    return DataLoader(dataset, sampler=batches, batch_size=None)
 
 
 def iterate_batches(
-    arrays: Mapping[str, ArrayLike], batch_size: int = 1024, device: torch.device | str = "cpu"
+    arrays: Mapping[str, ArrayLike] | Any, batch_size: int = 1024, device: torch.device | str = "cpu"
 ) -> Iterator[dict[str, Tensor]]:
-    """Batches of all rows in order, already on ``device`` (for inference: latents, ELBO, sampling)."""
+    """Batches of all rows in order, already on ``device`` (for inference: latents, ELBO, sampling).
+
+    ``arrays`` is a dict of row-aligned arrays, or a batch source: any object whose ``batches(batch_size)``
+    yields its rows in order as dicts of tensors (an out-of-core data set streamed from disk).
+    """
+    if not isinstance(arrays, Mapping):
+        for batch in arrays.batches(batch_size):
+            yield {k: v.to(device) for k, v in batch.items()}
+        return
     n = _n_rows(arrays)
     csr = {k: (v.tocsr() if sp.issparse(v) else v) for k, v in arrays.items()}
     for start in range(0, n, batch_size):
@@ -158,7 +221,8 @@ class ArrayDataModule(L.LightningDataModule):
     arrays
         Row-aligned arrays; each batch holds the same keys as tensors (floats as float32, integers as int64).
     batch_size
-        Minibatch size.
+        Minibatch size. Under DDP this is the global batch: each process takes its share of every batch
+        (:class:`RankShardedBatchSampler`), so results do not depend on the number of processes.
     validation_fraction
         Fraction of rows held out for validation (early stopping, diagnostics).
     seed

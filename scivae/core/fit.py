@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
 from scivae.core.data import ArrayDataModule, iterate_batches
 from scivae.core.diagnostics import CollapseReport, collapse_report
+from scivae.core.distributed import is_global_zero
 from scivae.core.module import VAEModule
 from scivae.core.schedules import KLSchedule
 from scivae.core.training_plan import VAETrainingPlan, latent_checks
@@ -52,6 +53,7 @@ class FitResult:
     collapse: CollapseReport | None
     kl_per_dim_history: list[list[float]] = field(default_factory=list)
     log_dir: str | None = None
+    is_global_zero: bool = True  # False in the other processes of a distributed run: they write nothing
 
 
 def _seconds(max_time: str | timedelta | None) -> float | None:
@@ -87,10 +89,11 @@ def _epoch_history(csv_path: Path) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def posterior_over(
-    module: VAEModule, arrays: dict[str, Any], batch_size: int = 1024
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances of ``module`` over all rows of ``arrays`` (in order)."""
+def posterior_over(module: VAEModule, arrays: Any, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances of ``module`` over all rows of ``arrays`` (in order).
+
+    ``arrays``: row-aligned arrays or a batch source, as :func:`~scivae.core.data.iterate_batches` takes.
+    """
     device = next(module.parameters()).device
     was_training = module.training
     module.eval()
@@ -140,6 +143,8 @@ def fit_module(
     n_samples: int = 1,
     accelerator: str = "auto",
     devices: int | str = "auto",
+    strategy: str = "auto",
+    num_nodes: int = 1,
     precision: str | None = None,
     gradient_clip_val: float | None = 10.0,
     early_stopping: bool = True,
@@ -174,6 +179,11 @@ def fit_module(
     accelerator, devices
         Passed to :class:`lightning.Trainer` (``"auto"`` picks a GPU when there is one); a count may be given
         as a string (``"2"``), as the CLI does.
+    strategy, num_nodes
+        Passed to :class:`lightning.Trainer`: ``strategy="ddp"`` trains on ``devices`` processes per node and
+        ``num_nodes`` nodes (Lightning reads the cluster from SLURM or torchrun). Every process gets its
+        share of every global batch (``batch_size`` is the global batch), metrics are averaged across
+        processes, and only rank 0 (``FitResult.is_global_zero``) should write outputs.
     precision
         Trainer precision; ``None`` picks bf16-mixed on a GPU and 32-bit on the CPU.
     gradient_clip_val
@@ -239,6 +249,9 @@ def fit_module(
         max_time=max_time,
         accelerator=accelerator,
         devices=int(devices) if isinstance(devices, str) and devices.isdigit() else devices,  # CLI gives "2"
+        strategy=strategy,
+        num_nodes=num_nodes,
+        use_distributed_sampler=False,  # the data modules shard by rank themselves (RankShardedBatchSampler)
         precision=resolve_precision(accelerator, precision),
         gradient_clip_val=gradient_clip_val,
         callbacks=all_callbacks,
@@ -254,6 +267,7 @@ def fit_module(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+        warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")  # streamed data, no workers
         trainer.fit(plan, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     elapsed = time.perf_counter() - start
 
@@ -296,4 +310,5 @@ def fit_module(
         collapse=collapse,
         kl_per_dim_history=[r.kl_per_dim for r in monitor.history],
         log_dir=str(log_dir) if log_dir is not None else None,
+        is_global_zero=is_global_zero(),
     )

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from scivae.core.data import ArrayDataModule, ArrayLike, iterate_batches
+from scivae.core.distributed import is_global_zero
 from scivae.core.fit import FitResult, fit_module
 from scivae.core.module import VAEModule
 from scivae.core.persistence import load_model_dir, save_model_dir
@@ -84,6 +85,22 @@ class BaseModel(ABC):
             validation_indices=validation_indices,
             group_by=group_by,
         )
+        return self._fit_datamodule(
+            datamodule, max_epochs=max_epochs, kl_schedule=kl_schedule, kl_warmup=kl_warmup, seed=seed, **fit_kwargs
+        )
+
+    def _fit_datamodule(
+        self,
+        datamodule: Any,
+        *,
+        max_epochs: int,
+        kl_schedule: str | KLSchedule | None = None,
+        kl_warmup: int | None = None,
+        seed: int = 0,
+        **fit_kwargs: Any,
+    ) -> FitResult:
+        """Train on any data module with ``train_indices``, ``validation_indices``, ``batch_size`` and
+        ``validation_arrays()`` (:class:`ArrayDataModule`, or a streamed one)."""
         schedule = kl_schedule if isinstance(kl_schedule, KLSchedule) else make_schedule(kl_schedule, warmup=kl_warmup)
         self.module.train()
         self.fit_result = fit_module(
@@ -116,8 +133,13 @@ class BaseModel(ABC):
         return torch.cat(out).numpy()
 
     def save(self, path: str | Path) -> Path:
-        """Save the model directory (``model.safetensors`` + ``config.json``), replacing it atomically."""
+        """Save the model directory (``model.safetensors`` + ``config.json``), replacing it atomically.
+
+        In a distributed run only rank 0 writes; the other processes return the path without writing.
+        """
         self._require_trained()
+        if not is_global_zero():
+            return Path(path)
         extra = {}
         if self.fit_result is not None and not self.fit_result.history.empty:
             extra["history.csv"] = self.fit_result.history.to_csv(index=False)

@@ -72,12 +72,17 @@ class VAETrainingPlan(L.LightningModule):
         self.latent_check_items = int(latent_check_items)
         self.time_budget_s = time_budget_s
         self._train_clock: float | None = None
+        self._n_seen = 0  # training rows of this epoch in this process; summed over processes when logged
         self._val_mu: list[Tensor] = []
         self._val_logvar: list[Tensor] = []
         self._checks: dict[str, list[Tensor]] = {}
 
+    def on_train_epoch_start(self) -> None:
+        self._n_seen = 0
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         out = self.module.loss(batch, kl_weight=self.kl_weight, step=self.global_step, n_samples=self.n_samples)
+        self._n_seen += out.reconstruction.shape[0]
         if not torch.isfinite(out.loss):
             # NaN guard: skip this update instead of poisoning the weights; count it in the history.
             self.skipped_steps += 1
@@ -95,8 +100,12 @@ class VAETrainingPlan(L.LightningModule):
             on_step=False,
             on_epoch=True,
             batch_size=n,
+            sync_dist=True,
         )
         return out.loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("n_obs_train", float(self._n_seen), sync_dist=True, reduce_fx="sum")
 
     def on_validation_epoch_start(self) -> None:
         self._val_mu, self._val_logvar = [], []
@@ -115,8 +124,9 @@ class VAETrainingPlan(L.LightningModule):
             on_epoch=True,
             batch_size=n,
             prog_bar=False,
+            sync_dist=True,
         )
-        self.log("val_elbo", out.elbo.mean(), on_epoch=True, batch_size=n, prog_bar=True, logger=False)
+        self.log("val_elbo", out.elbo.mean(), on_epoch=True, batch_size=n, prog_bar=True, logger=False, sync_dist=True)
         self._val_mu.append(out.posterior.mu.float().cpu())
         self._val_logvar.append(out.posterior.logvar.float().cpu())
         checked = sum(len(v) for v in self._checks.get("latent_gain", []))
@@ -130,9 +140,9 @@ class VAETrainingPlan(L.LightningModule):
             return None
         return torch.cat(self._val_mu), torch.cat(self._val_logvar)
 
-    def validation_checks(self) -> dict[str, float]:
-        """Means of the latent checks (``latent_gain``, adapter accuracies) over the last validation epoch."""
-        return {name: float(torch.cat(v).mean()) for name, v in self._checks.items() if v}
+    def validation_check_values(self) -> dict[str, Tensor]:
+        """Per-item latent checks (``latent_gain``, adapter accuracies) of the last validation epoch."""
+        return {name: torch.cat(v) for name, v in self._checks.items() if v}
 
     def on_train_start(self) -> None:
         self._train_clock = time.perf_counter()

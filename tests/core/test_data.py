@@ -1,8 +1,12 @@
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
+from torch.utils.data import BatchSampler, RandomSampler
 
-from scivae.core import ArrayDataModule, iterate_batches, split_indices
+from scivae.core import ArrayDataModule, GroupedBatchSampler, iterate_batches, split_indices
+from scivae.core.data import RankShardedBatchSampler
+from scivae.errors import ScivaeInputError
 
 
 def test_split_is_seeded_and_disjoint():
@@ -82,3 +86,41 @@ def test_grouped_validation_batches_are_fixed_and_cover_the_split():
     second = [b["row"].numpy() for b in dm.val_dataloader()]
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert np.array_equal(np.sort(np.concatenate(first)), dm.validation_indices)
+
+
+def _epoch_by_rank(make_sampler, world):
+    return [[list(b) for b in RankShardedBatchSampler(make_sampler(), rank=r, world=world)] for r in range(world)]
+
+
+@pytest.mark.parametrize("kind", ["plain", "grouped"])
+@pytest.mark.parametrize("n", [103, 97, 65])  # 65 rows, batch 16: a last batch of 1 row is merged
+def test_rank_shards_partition_each_global_batch(kind, n):
+    sizes = np.random.default_rng(0).integers(5, 60, size=n)
+
+    def make_sampler():
+        g = torch.Generator().manual_seed(7)
+        if kind == "grouped":
+            return GroupedBatchSampler(sizes, 16, g, pool_batches=2)
+        return BatchSampler(RandomSampler(range(n), generator=g), 16, drop_last=False)
+
+    single = [list(b) for b in make_sampler()]
+    for world in (2, 3):
+        parts = _epoch_by_rank(make_sampler, world)
+        assert len({len(p) for p in parts}) == 1  # every rank makes the same number of steps (DDP needs it)
+        seen = np.concatenate([np.concatenate(p) for p in parts])
+        assert np.array_equal(np.sort(seen), np.arange(n))  # every row exactly once per epoch, over the ranks
+        merged = [sorted(sum((p[i] for p in parts), [])) for i in range(len(parts[0]))]
+        expected = []
+        for b in single:  # a batch with fewer rows than ranks joins the one before it
+            if expected and len(b) < world:
+                expected[-1] = sorted(expected[-1] + b)
+            else:
+                expected.append(sorted(b))
+        assert merged == expected  # the same global batches as one process, split between the ranks
+        sizes_per_step = [[len(p[i]) for p in parts] for i in range(len(parts[0]))]
+        assert all(max(s) - min(s) <= 1 for s in sizes_per_step)
+
+
+def test_too_few_rows_for_the_ranks_is_refused():
+    with pytest.raises(ScivaeInputError, match="fewer devices"):
+        list(RankShardedBatchSampler([[0]], rank=0, world=2))
