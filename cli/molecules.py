@@ -154,7 +154,16 @@ def generate(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write SMILES here (.smi; .csv adds a valid column).")
     ] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (< 1: more conservative).")] = 1.0,
+    temperature: Annotated[
+        float, typer.Option(help="Token sampling temperature, with --sample-tokens (< 1: more conservative).")
+    ] = 1.0,
+    sample_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--sample-tokens/--greedy",
+            help="Decode each prior z greedily (default: the latent carries the molecule) or sample every token.",
+        ),
+    ] = False,
     unique: Annotated[bool, typer.Option("--unique", help="Keep only distinct valid molecules.")] = False,
     valid_only: Annotated[
         bool, typer.Option("--valid-only/--keep-invalid", help="Drop strings that are not valid molecules.")
@@ -174,7 +183,9 @@ def generate(
     if output is not None and output.suffix.lower() not in (".smi", ".txt", ".csv"):
         raise ScivaeInputError(f"{output.name}: write to a .smi, .txt or .csv file")
     vae = _load(model_dir)
-    df = vae.sample(n, temperature=temperature, batch_size=batch_size, seed=seed, syntax=syntax)
+    df = vae.sample(
+        n, temperature=temperature, greedy=not sample_tokens, batch_size=batch_size, seed=seed, syntax=syntax
+    )
     n_valid = int(df["valid"].sum())
     if valid_only:
         df = df[df["valid"]]
