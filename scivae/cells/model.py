@@ -12,7 +12,8 @@ import torch
 
 from scivae.cells.data import CellData, CovariateEncoder, align, prepare
 from scivae.cells.module import CellVAEModule
-from scivae.core import BaseModel, FitResult, KLConfig, KLSchedule, iterate_batches, split_indices
+from scivae.core import BaseModel, FitResult, KLConfig, KLSchedule, split_indices
+from scivae.core.device_data import iterate_device_batches
 from scivae.errors import ScivaeInputError
 
 #: Upper bound of the default number of epochs (the rule follows scvi-tools, see :func:`default_max_epochs`).
@@ -274,6 +275,7 @@ class CellVAE(BaseModel):
             early_stopping=early_stopping,
             patience=patience,
             progress_bar=progress_bar,
+            device_data=True,
             **fit_kwargs,
         )
         self.module.eval()
@@ -405,7 +407,7 @@ class CellVAE(BaseModel):
             arrays["batch"] = np.full(data.n_obs, code, dtype=np.int64)
         self.module.eval()
         out = []
-        for batch in iterate_batches(arrays, batch_size, self.device):
+        for batch in iterate_device_batches(arrays, batch_size, self.device):
             z = self.module.inference(batch).mu
             _, log_scale = self.module.decode(z, batch)
             out.append((log_scale.exp() * library_size).float().cpu())

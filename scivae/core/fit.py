@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
 from scivae.core.data import ArrayDataModule, iterate_batches
+from scivae.core.device_data import TrainingDevice
 from scivae.core.diagnostics import CollapseReport, collapse_report
 from scivae.core.module import VAEModule
 from scivae.core.schedules import KLSchedule
@@ -172,7 +173,8 @@ def fit_module(
     has_validation = len(datamodule.validation_indices) > 0
     monitor = CollapseMonitor()
     best = BestWeights(MONITOR, schedule)
-    all_callbacks: list[L.Callback] = [KLAnnealing(schedule), monitor, *(callbacks or [])]
+    training_device = TrainingDevice()
+    all_callbacks: list[L.Callback] = [KLAnnealing(schedule), monitor, training_device, *(callbacks or [])]
     if has_validation:
         if restore_best_weights:
             all_callbacks.append(best)
@@ -210,6 +212,8 @@ def fit_module(
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
         trainer.fit(plan, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     elapsed = time.perf_counter() - start
+    if training_device.device is not None:  # inference then runs where training ran, not on the CPU
+        module.to(training_device.device)
 
     history = _epoch_history(Path(logger.log_dir) / "metrics.csv")
     if tmp is not None:
@@ -231,6 +235,7 @@ def fit_module(
                 metrics[col] = float(row[col])
     metrics["active_units"] = collapse.active_units
     metrics["n_latent"] = module.n_latent
+    metrics["device"] = str(next(module.parameters()).device)
     metrics["skipped_steps"] = plan.skipped_steps
     metrics["train_obs_per_s"] = round(len(datamodule.train_indices) * max(trainer.current_epoch, 1) / elapsed, 1)
     metrics["collapsed"] = collapse.collapsed
