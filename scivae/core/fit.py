@@ -22,6 +22,7 @@ from scivae.core.data import ArrayDataModule, iterate_batches
 from scivae.core.device_data import TrainingDevice
 from scivae.core.diagnostics import CollapseReport, collapse_report
 from scivae.core.module import VAEModule
+from scivae.core.precision import check_bf16
 from scivae.core.schedules import KLSchedule
 from scivae.core.training_plan import VAETrainingPlan
 from scivae.errors import CollapseWarning
@@ -139,7 +140,8 @@ def fit_module(
         Passed to :class:`lightning.Trainer` (``"auto"`` picks a GPU when there is one); a count may be given
         as a string (``"2"``), as the CLI does.
     precision
-        Trainer precision; ``None`` picks bf16-mixed on a GPU and 32-bit on the CPU.
+        Trainer precision; ``None`` picks bf16-mixed on a GPU with bf16 support when it keeps the ELBO of
+        the validation rows (:func:`scivae.core.precision.check_bf16`), else 32-bit (always on the CPU).
     gradient_clip_val
         Gradient norm clipping; ``None`` disables.
     early_stopping, patience
@@ -190,12 +192,18 @@ def fit_module(
         log_dir = tmp.name
     logger = CSVLogger(save_dir=str(log_dir), name="", version="")
     n_batches = max(1, -(-len(datamodule.train_indices) // datamodule.batch_size))
+    chosen_precision = resolve_precision(accelerator, precision)
+    precision_check: dict[str, Any] = {}
+    if precision is None and chosen_precision == "bf16-mixed":  # the default bf16 only where it keeps the ELBO
+        precision_check = check_bf16(module, datamodule.validation_arrays(), "cuda", seed=seed)
+        if not precision_check["bf16_keeps_elbo"]:
+            chosen_precision = "32-true"
     trainer = L.Trainer(
         max_epochs=max_epochs,
         max_time=max_time,
         accelerator=accelerator,
         devices=int(devices) if isinstance(devices, str) and devices.isdigit() else devices,  # CLI gives "2"
-        precision=resolve_precision(accelerator, precision),
+        precision=chosen_precision,
         gradient_clip_val=gradient_clip_val,
         callbacks=all_callbacks,
         logger=logger,
@@ -236,6 +244,8 @@ def fit_module(
     metrics["active_units"] = collapse.active_units
     metrics["n_latent"] = module.n_latent
     metrics["device"] = str(next(module.parameters()).device)
+    metrics["precision"] = chosen_precision
+    metrics.update(precision_check)
     metrics["skipped_steps"] = plan.skipped_steps
     metrics["train_obs_per_s"] = round(len(datamodule.train_indices) * max(trainer.current_epoch, 1) / elapsed, 1)
     metrics["collapsed"] = collapse.collapsed
