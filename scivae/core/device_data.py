@@ -93,7 +93,7 @@ class DeviceCSR:
         cols = self.indices[src].long()
         values = self.values[src]
         dense = torch.zeros(b * self.shape[1], dtype=torch.float32, device=rows.device)
-        dense.index_put_((batch_rows * self.shape[1] + cols,), values)
+        dense.scatter_(0, batch_rows * self.shape[1] + cols, values)
         return dense.view(b, self.shape[1]), batch_rows, cols, values
 
 
