@@ -200,11 +200,11 @@ def _median(values: list[float]) -> float:
 
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
-    keys = sorted({(r["data"], r["batch_size"]) for r in rows}, key=lambda k: (k[0], k[1]))
-    for data, bs in keys:
-        sel = [r for r in rows if r["data"] == data and r["batch_size"] == bs]
+    keys = sorted({(r["data"], r["batch_size"], r["threads"]) for r in rows})
+    for data, bs, threads in keys:
+        sel = [r for r in rows if r["data"] == data and r["batch_size"] == bs and r["threads"] == threads]
         by_tool = {t: [r for r in sel if r["tool"] == t] for t in ("scivae", "scvi")}
-        s = {"data": data, "batch_size": bs}
+        s = {"data": data, "batch_size": bs, "threads": threads}
         for t, rs in by_tool.items():
             if rs:
                 s[f"{t}_cells_per_s"] = _median([r["cells_per_s"] for r in rs])
@@ -224,10 +224,10 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def print_table(summary: list[dict]) -> None:
     print(
-        "| data | batch | scivae cells/s | scvi-tools cells/s | ratio (median, range) | test ELBO scivae / scvi "
-        "| peak RSS MB scivae / scvi |"
+        "| data | batch | threads | scivae cells/s | scvi-tools cells/s | ratio (median, range) "
+        "| test ELBO scivae / scvi | peak RSS MB scivae / scvi |"
     )
-    print("|---|---:|---:|---:|---|---|---|")
+    print("|---|---:|---:|---:|---:|---|---|---|")
     for s in summary:
         ratio = (
             f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}, {s['pairs']} pairs)"
@@ -235,7 +235,7 @@ def print_table(summary: list[dict]) -> None:
             else "-"
         )
         print(
-            f"| {s['data']} | {s['batch_size']} | {s.get('scivae_cells_per_s', float('nan')):.0f} "
+            f"| {s['data']} | {s['batch_size']} | {s['threads']} | {s.get('scivae_cells_per_s', float('nan')):.0f} "
             f"| {s.get('scvi_cells_per_s', float('nan')):.0f} | {ratio} "
             f"| {s.get('scivae_test_elbo', float('nan')):.2f} / {s.get('scvi_test_elbo', float('nan')):.2f} "
             f"| {s.get('scivae_peak_rss_mb', float('nan')):.0f} / {s.get('scvi_peak_rss_mb', float('nan')):.0f} |"
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=128, help=argparse.SUPPRESS)
     ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 2; 1 for sim200k)")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads (several: each in turn)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tools", nargs="+", default=["scvi", "scivae"], choices=("scvi", "scivae"))
     default_dir = os.environ.get("SCIVAE_BENCH_OUT", str(ROOT / "benchmarks/out/cells"))
@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.worker:
+        args.threads = args.threads[0]
         print(json.dumps(worker(args)))
         return 0
     if args.smoke:
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "unknown",
     )
     print(
-        f"cpu: {cpu}, logical cores: {os.cpu_count()}, torch threads per run: {args.threads}, "
+        f"cpu: {cpu}, logical cores: {os.cpu_count()}, torch threads per run: {' '.join(map(str, args.threads))}, "
         f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     rows: list[dict] = []
@@ -289,14 +290,14 @@ def main(argv: list[str] | None = None) -> int:
             data = ensure_data(name, args.data_dir)
             epochs = args.epochs or (1 if name == "sim200k" else 2)
             for bs in args.batch_sizes:
-                order = tools if rep % 2 == 0 else tools[::-1]
-                for tool in order:
+                runs = [(t, n) for n in args.threads for t in tools]
+                for tool, threads in runs if rep % 2 == 0 else runs[::-1]:
                     python = args.scvi_python if tool == "scvi" else sys.executable
-                    row = _run(tool, python, data, bs, epochs, args.threads, args.seed + rep)
+                    row = _run(tool, python, data, bs, epochs, threads, args.seed + rep)
                     row["rep"] = rep
                     rows.append(row)
                     print(
-                        f"rep {rep} {name} batch {bs} {tool}: {row['cells_per_s']:.0f} cells/s, "
+                        f"rep {rep} {name} batch {bs} threads {threads} {tool}: {row['cells_per_s']:.0f} cells/s, "
                         f"test ELBO {row['test_elbo']:.2f}, peak RSS {row['peak_rss_mb']:.0f} MB, "
                         f"load {row['loadavg_start']:.2f}",
                         flush=True,
