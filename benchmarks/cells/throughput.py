@@ -16,8 +16,10 @@ Throughput is measured inside the training loop: the wall time between consecuti
 (data loading + step), the first ``SKIP`` batches of each epoch left out, summed over the run; cells/s =
 cells in those batches / that time. Validation passes are outside it. Each run also reports the held-out
 ELBO (mean over the ``split == "test"`` cells, one z sample, nats) after its epochs and its peak resident
-memory. The table prints medians over repetitions and the median of the per-pair ratios; the raw figures of
-every run go to ``--json`` (default ``benchmarks/out/cells/throughput.json``).
+memory beside the size of the CSR matrix it read (``--max-minutes`` stops each fit early: enough for the
+memory and throughput figures of the 200k-cell set on a slow machine). The table prints medians over
+repetitions and the median of the per-pair ratios; the raw figures of every run go to ``--json`` (default
+``benchmarks/out/cells/throughput.json``).
 
 Data: ``sim20k`` / ``sim200k`` are written by ``simulate.py`` (20,000 / 200,000 cells x 2,000 genes, 8 cell
 types, two batches, seed 0) into ``--data-dir`` (default ``$SCIVAE_BENCH_OUT`` or ``benchmarks/out/cells``)
@@ -87,11 +89,15 @@ def worker(args: argparse.Namespace) -> dict:
     adata = ad.read_h5ad(args.data)
     train = adata[(adata.obs["split"] == "train").to_numpy()].copy()
     test = adata[(adata.obs["split"] == "test").to_numpy()].copy()
+    data_mb = (adata.X.data.nbytes + adata.X.indices.nbytes + adata.X.indptr.nbytes) / 2**20  # the CSR read
     del adata
     batch_key = "batch" if "batch" in train.obs else None
     n_fit = train.n_obs - int(round(0.1 * train.n_obs))
     warmup = _warmup_steps(n_fit, args.batch_size, args.epochs)
     timer = _batch_timer()
+    limit = {}
+    if args.max_minutes:
+        limit["max_time"] = time.strftime("00:%H:%M:%S", time.gmtime(60 * args.max_minutes))
     t0 = time.perf_counter()
     if args.worker == "scvi":
         import scvi
@@ -110,6 +116,7 @@ def worker(args: argparse.Namespace) -> dict:
             callbacks=[timer],
             enable_progress_bar=False,
             plan_kwargs={"n_steps_kl_warmup": warmup, "n_epochs_kl_warmup": None},
+            **limit,
         )
         fit_s = time.perf_counter() - t0
         torch.manual_seed(args.seed)
@@ -128,6 +135,7 @@ def worker(args: argparse.Namespace) -> dict:
             seed=args.seed,
             progress_bar=False,
             callbacks=[timer],
+            **limit,
         )
         fit_s = time.perf_counter() - t0
         assert model.fit_result is not None and model.fit_result.metrics["kl_warmup_steps"] == warmup
@@ -150,6 +158,7 @@ def worker(args: argparse.Namespace) -> dict:
         "fit_s": round(fit_s, 2),
         "test_elbo": float(np.mean(elbo)),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "data_mb": round(data_mb, 1),
         "loadavg_end": os.getloadavg()[0],
     }
 
@@ -178,11 +187,15 @@ def ensure_data(name: str, data_dir: Path) -> Path:
     return path
 
 
-def _run(tool: str, python: str, data: Path, batch_size: int, epochs: int, threads: int, seed: int) -> dict:
+def _run(
+    tool: str, python: str, data: Path, batch_size: int, epochs: int, threads: int, seed: int, max_minutes=None
+) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [python, str(Path(__file__).resolve()), "--worker", tool, "--data", str(data)]
     cmd += ["--batch-size", str(batch_size), "--epochs", str(epochs), "--threads", str(threads), "--seed", str(seed)]
+    if max_minutes:
+        cmd += ["--max-minutes", str(max_minutes)]
     load = os.getloadavg()[0]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -210,6 +223,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 s[f"{t}_cells_per_s"] = _median([r["cells_per_s"] for r in rs])
                 s[f"{t}_test_elbo"] = _median([r["test_elbo"] for r in rs])
                 s[f"{t}_peak_rss_mb"] = max(r["peak_rss_mb"] for r in rs)
+                s["data_mb"] = rs[0].get("data_mb")
         ratios = [
             a["cells_per_s"] / b["cells_per_s"]
             for a, b in zip(by_tool["scivae"], by_tool["scvi"], strict=False)
@@ -225,7 +239,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 def print_table(summary: list[dict]) -> None:
     print(
         "| data | batch | threads | scivae cells/s | scvi-tools cells/s | ratio (median, range) "
-        "| test ELBO scivae / scvi | peak RSS MB scivae / scvi |"
+        "| test ELBO scivae / scvi | peak RSS MB scivae / scvi (CSR read, MB) |"
     )
     print("|---|---:|---:|---:|---:|---|---|---|")
     for s in summary:
@@ -238,7 +252,8 @@ def print_table(summary: list[dict]) -> None:
             f"| {s['data']} | {s['batch_size']} | {s['threads']} | {s.get('scivae_cells_per_s', float('nan')):.0f} "
             f"| {s.get('scvi_cells_per_s', float('nan')):.0f} | {ratio} "
             f"| {s.get('scivae_test_elbo', float('nan')):.2f} / {s.get('scvi_test_elbo', float('nan')):.2f} "
-            f"| {s.get('scivae_peak_rss_mb', float('nan')):.0f} / {s.get('scvi_peak_rss_mb', float('nan')):.0f} |"
+            f"| {s.get('scivae_peak_rss_mb', float('nan')):.0f} / {s.get('scvi_peak_rss_mb', float('nan')):.0f} "
+            f"({s.get('data_mb') or float('nan'):.0f}) |"
         )
 
 
@@ -251,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=128, help=argparse.SUPPRESS)
     ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 2; 1 for sim200k)")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument(
+        "--max-minutes", type=float, default=None, help="stop each fit after this long (Lightning max_time)"
+    )
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads (several: each in turn)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tools", nargs="+", default=["scvi", "scivae"], choices=("scvi", "scivae"))
@@ -293,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs = [(t, n) for n in args.threads for t in tools]
                 for tool, threads in runs if rep % 2 == 0 else runs[::-1]:
                     python = args.scvi_python if tool == "scvi" else sys.executable
-                    row = _run(tool, python, data, bs, epochs, threads, args.seed + rep)
+                    row = _run(tool, python, data, bs, epochs, threads, args.seed + rep, args.max_minutes)
                     row["rep"] = rep
                     rows.append(row)
                     print(
