@@ -3,7 +3,10 @@
 :class:`ArrayDataModule` slices scipy matrices on the host for every batch (one scipy fancy-index and one
 densification per batch, then a copy to the device). Here the arrays are converted once (on the CPU this
 shares memory with the scipy matrix: no copy), moved to the device once, and every batch is gathered and
-densified on the device with torch ops: no host round trip per batch and no per-batch scipy call.
+densified on the device with torch ops: no host round trip per batch and no per-batch scipy call. On the
+CPU itself scipy's one-pass row slicing over the same buffers was measured faster than the torch gather
+(``benchmarks/cells/microbench.py``), so there :meth:`DeviceCSR.gather` slices with scipy; the torch
+gather (:meth:`DeviceCSR.gather_torch`) is what runs on a GPU, and the tests compare the two.
 
 A gathered sparse array ``k`` also hands its non-zero entries to the batch, as ``k + NZ_ROWS``,
 ``k + NZ_COLS`` and ``k + NZ_VALUES`` (coordinates within the batch), and the per-row sum of
@@ -59,6 +62,9 @@ class DeviceCSR:
             csr.sum_duplicates()
         device = torch.device(device)
         self.shape = tuple(csr.shape)
+        # On the CPU, scipy's row slicing (one C++ pass) was measured faster than the torch gather (several
+        # passes over the non-zeros): the CPU keeps the scipy matrix, over the same buffers, for gather().
+        self._host = csr if device.type == "cpu" and csr.dtype == np.float32 else None
         self.indptr = torch.from_numpy(np.ascontiguousarray(csr.indptr, dtype=np.int64)).to(device)
         self.indices = torch.from_numpy(np.ascontiguousarray(csr.indices)).to(device)
         self.values = torch.from_numpy(np.ascontiguousarray(csr.data, dtype=np.float32)).to(device)
@@ -71,6 +77,7 @@ class DeviceCSR:
     def to(self, device: torch.device | str) -> DeviceCSR:
         out = object.__new__(DeviceCSR)
         out.shape = self.shape
+        out._host = self._host if torch.device(device).type == "cpu" else None
         for name in ("indptr", "indices", "values", "log_factorial"):
             setattr(out, name, getattr(self, name).to(device))
         return out
@@ -81,8 +88,28 @@ class DeviceCSR:
     def gather(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Dense ``(len(rows), n_cols)`` float32 rows and their non-zero entries (batch row, column, value).
 
-        ``rows`` is a 1-d int64 tensor on this matrix's device; everything happens on that device.
+        ``rows`` is a 1-d int64 tensor on this matrix's device. On the CPU the rows are sliced by scipy over
+        the shared buffers (:meth:`gather_host`); on other devices they are gathered there with torch
+        (:meth:`gather_torch`). Both give the same tensors.
         """
+        if self._host is not None:
+            return self.gather_host(rows)
+        return self.gather_torch(rows)
+
+    def gather_host(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`gather` by scipy row slicing (CPU only)."""
+        assert self._host is not None, "gather_host needs the CPU copy"
+        sub = self._host[rows.numpy()]
+        batch_rows = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+        return (
+            torch.from_numpy(sub.toarray()),
+            torch.from_numpy(batch_rows),
+            torch.from_numpy(sub.indices.astype(np.int64)),
+            torch.from_numpy(sub.data),
+        )
+
+    def gather_torch(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`gather` with torch ops on the matrix's device: no host round trip (the GPU path)."""
         starts = self.indptr[rows]
         counts = self.indptr[rows + 1] - starts
         nnz = int(counts.sum())  # one scalar sync: the sizes of the outputs depend on it
