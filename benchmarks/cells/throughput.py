@@ -257,6 +257,13 @@ def print_table(summary: list[dict]) -> None:
         )
 
 
+def _save(path: Path, cpu: str, rows: list[dict], summary: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"cpu": cpu, "argv": sys.argv[1:], "runs": rows, "summary": summary}, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--worker", choices=("scivae", "scvi"), help=argparse.SUPPRESS)
@@ -303,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     rows: list[dict] = []
+    out = args.json or (args.data_dir / ("throughput_smoke.json" if args.smoke else "throughput.json"))
     for rep in range(args.reps):
         for name in args.datasets:
             data = ensure_data(name, args.data_dir)
@@ -314,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                     row = _run(tool, python, data, bs, epochs, threads, args.seed + rep, args.max_minutes)
                     row["rep"] = rep
                     rows.append(row)
+                    _save(out, cpu, rows, summarise(rows))  # after every run: an interrupted set keeps its runs
                     print(
                         f"rep {rep} {name} batch {bs} threads {threads} {tool}: {row['cells_per_s']:.0f} cells/s, "
                         f"test ELBO {row['test_elbo']:.2f}, peak RSS {row['peak_rss_mb']:.0f} MB, "
@@ -324,11 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(summary)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    out = args.json or (args.data_dir / ("throughput_smoke.json" if args.smoke else "throughput.json"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps({"cpu": cpu, "argv": sys.argv[1:], "runs": rows, "summary": summary}, indent=1) + "\n")
-    os.replace(tmp, out)
+    _save(out, cpu, rows, summary)
     print(f"raw figures: {out}")
     return 0
 

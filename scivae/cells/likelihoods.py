@@ -51,8 +51,7 @@ class _NBRows(torch.autograd.Function):
 
     The part of the row-summed log NB that is dense in the genes. A hand-written backward,
     ``dL/dlog_mu = x - (x + theta) * sigmoid(d)``, makes about half as many passes over the ``(B, G)``
-    arrays as autograd does (measured: 21 vs 30 ms for a 1024 x 2000 batch, forward and backward, with
-    the log-softmax, on one CPU thread).
+    arrays as autograd does (see ``benchmarks/cells/microbench.py``).
     """
 
     @staticmethod
