@@ -2,12 +2,16 @@
 
 Run with scivae's venv (needs scanpy + scikit-misc)::
 
-    .venv/bin/python benchmarks/cells/prepare_data.py --out benchmarks/out/cells
+    .venv/bin/python benchmarks/cells/prepare_data.py --out benchmarks/out/cells [--pbmc FILE] [--ifnb-dir DIR]
+
+PBMC 3k is read from ``--pbmc`` (default ``$SCIVAE_PBMC3K``, else ``datasets/pbmc3k/pbmc3k_raw.h5ad``); the
+interferon-beta ctrl/stim pair from ``--ifnb-dir`` (default ``$SCIVAE_IFNB_DIR``; skipped when neither is set).
 
 Writes, for each data set, one ``<name>.h5ad`` holding raw integer counts (float32 CSR) of the selected
 2,000 highly variable genes for ALL cells, with ``obs`` columns:
 
-- ``split``: ``"train"`` / ``"test"`` (seeded 90/10 split, also saved as ``<name>_split.csv``),
+- ``split``: ``"test"`` (seeded 10 %), ``"validation"`` (10 % of the rest: only for choosing defaults) and
+  ``"train"``, also saved as ``<name>_split.csv``; the tools train on ``"train"`` only,
 - ``label``: marker-based population label or ``"unassigned"`` (see :func:`marker_labels`),
 - ``condition``: ``"ctrl"`` / ``"stim"`` (interferon data set only).
 
@@ -30,7 +34,11 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
-DATA = Path(os.environ.get("SCIVAE_BENCH_DATA", "/work/shared/data"))
+REPO = Path(__file__).resolve().parents[2]
+# Inputs come from arguments or environment variables: PBMC 3k defaults to the copy shipped in datasets/;
+# the interferon-beta pair has no default (``--ifnb-dir`` / ``SCIVAE_IFNB_DIR``) and is skipped without it.
+PBMC_DEFAULT = Path(os.environ.get("SCIVAE_PBMC3K", REPO / "datasets" / "pbmc3k" / "pbmc3k_raw.h5ad"))
+IFNB_DEFAULT = os.environ.get("SCIVAE_IFNB_DIR")
 
 # Marker panel from the benchmark specification (classic PBMC 3k markers).
 MARKERS: dict[str, list[str]] = {
@@ -46,6 +54,7 @@ MARKERS: dict[str, list[str]] = {
 
 N_TOP_GENES = 2000
 TEST_FRACTION = 0.1
+VALIDATION_FRACTION = 0.1  # of the cells left after the test cells: for choosing defaults, never for reports
 SEED = 0
 # Labelling: per-cell marker scores are averaged over the cell and its K nearest neighbours in a PCA of
 # log-normalised expression (neither tool's latent space), because single markers drop out in most cells.
@@ -136,11 +145,15 @@ def _select_hvgs(adata: ad.AnnData, batch_key: str | None) -> list[str]:
 
 
 def _split(n_obs: int, seed: int) -> np.ndarray:
+    """train / validation / test. The test cells are the same as in the earlier two-way split (same draw)."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n_obs)
     n_test = int(round(TEST_FRACTION * n_obs))
     split = np.full(n_obs, "train", dtype=object)
     split[perm[:n_test]] = "test"
+    rest = perm[n_test:]
+    n_val = int(round(VALIDATION_FRACTION * len(rest)))
+    split[np.random.default_rng(seed + 1).permutation(rest)[:n_val]] = "validation"
     return split
 
 
@@ -158,13 +171,14 @@ def _finish(name: str, full: ad.AnnData, out: Path, batch_key: str | None) -> di
     sub.obs["label"] = pd.Categorical(labels)
     for c in scores.columns:
         sub.obs[c] = scores[c].to_numpy(dtype=np.float32)
-    sub.obs["split"] = pd.Categorical(_split(sub.n_obs, SEED), categories=["train", "test"])
+    sub.obs["split"] = pd.Categorical(_split(sub.n_obs, SEED), categories=["train", "validation", "test"])
     sub.obs["n_counts"] = np.asarray(sub.X.sum(axis=1)).ravel()
     empty = int((sub.obs["n_counts"] == 0).sum())
     sub.uns["bench_prep"] = {
         "seed": SEED,
         "n_top_genes": N_TOP_GENES,
         "test_fraction": TEST_FRACTION,
+        "validation_fraction_of_rest": VALIDATION_FRACTION,
         "markers": json.dumps(MARKERS),
         "min_score": MIN_SCORE,
         "min_margin": MIN_MARGIN,
@@ -179,6 +193,7 @@ def _finish(name: str, full: ad.AnnData, out: Path, batch_key: str | None) -> di
         "n_obs": int(sub.n_obs),
         "n_vars": int(sub.n_vars),
         "n_train": int((sub.obs["split"] == "train").sum()),
+        "n_validation": int((sub.obs["split"] == "validation").sum()),
         "n_test": int((sub.obs["split"] == "test").sum()),
         "cells_with_zero_hvg_counts": empty,
         "labels": {k: int(v) for k, v in counts.items()},
@@ -189,8 +204,8 @@ def _finish(name: str, full: ad.AnnData, out: Path, batch_key: str | None) -> di
     return summary
 
 
-def prepare_pbmc(out: Path) -> dict:
-    a = ad.read_h5ad(DATA / "pbmc3k_raw.h5ad")
+def prepare_pbmc(out: Path, path: Path) -> dict:
+    a = ad.read_h5ad(path)
     a.var_names = a.var_names.astype(str)
     a.var_names_make_unique()
     obs = pd.DataFrame(index=a.obs_names.astype(str))
@@ -198,10 +213,10 @@ def prepare_pbmc(out: Path) -> dict:
     return _finish("pbmc3k", a, out, batch_key=None)
 
 
-def prepare_ifnb(out: Path) -> dict:
+def prepare_ifnb(out: Path, folder: Path) -> dict:
     parts = []
     for cond in ("ctrl", "stim"):
-        a = ad.read_h5ad(DATA / f"ifnb_{cond}_3k.h5ad")
+        a = ad.read_h5ad(folder / f"ifnb_{cond}_3k.h5ad")
         a.var_names = a.var_names.astype(str)
         a.var_names_make_unique()  # same gene order in both files -> same unique names
         obs = pd.DataFrame({"condition": cond}, index=a.obs_names.astype(str))
@@ -216,9 +231,18 @@ def prepare_ifnb(out: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/cells"))
+    ap.add_argument("--pbmc", type=Path, default=PBMC_DEFAULT, help="PBMC 3k raw counts (env SCIVAE_PBMC3K)")
+    ap.add_argument(
+        "--ifnb-dir",
+        type=Path,
+        default=Path(IFNB_DEFAULT) if IFNB_DEFAULT else None,
+        help="folder with ifnb_ctrl_3k.h5ad and ifnb_stim_3k.h5ad (env SCIVAE_IFNB_DIR); skipped if not given",
+    )
     args = ap.parse_args(argv)
     sc.settings.verbosity = 0
-    summary = {"pbmc3k": prepare_pbmc(args.out), "ifnb": prepare_ifnb(args.out)}
+    summary = {"pbmc3k": prepare_pbmc(args.out, args.pbmc)}
+    if args.ifnb_dir is not None:
+        summary["ifnb"] = prepare_ifnb(args.out, args.ifnb_dir)
     _atomic_write_text(json.dumps(summary, indent=2) + "\n", args.out / "prepare_summary.json")
     print(json.dumps(summary, indent=2))
     return 0

@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-epochs", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--n-mc-samples", type=int, default=1000, help="importance samples for log p(x)")
+    ap.add_argument(
+        "--validation-mc-samples",
+        type=int,
+        default=None,
+        help="importance samples for log p(x) of the validation cells (default: --n-mc-samples; 0 skips it)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--kl-warmup", type=int, default=None, help="KL warm-up in steps (default: scivae's)")
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     adata = ad.read_h5ad(args.data)
     train = adata[(adata.obs["split"] == "train").to_numpy()].copy()
     test = adata[(adata.obs["split"] == "test").to_numpy()].copy()
+    # "validation" cells (prepare_data.py) are never trained on: they are for choosing defaults only.
+    val = adata[(adata.obs["split"] == "validation").to_numpy()].copy()
 
     extra_model = {} if args.norm is None else {"norm": args.norm}
     extra_fit = {} if args.adam_eps is None else {"adam_eps": args.adam_eps}
@@ -129,11 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     elbo_test = model.get_elbo(test, n_samples=1, seed=args.seed)
     elbo_train = model.get_elbo(train, n_samples=1, seed=args.seed)
     mll_test = model.get_marginal_ll(test, n_samples=args.n_mc_samples, seed=args.seed)
+    elbo_val = model.get_elbo(val, n_samples=1, seed=args.seed) if val.n_obs else np.zeros(0)
+    n_mc_val = args.n_mc_samples if args.validation_mc_samples is None else args.validation_mc_samples
+    mll_val = np.zeros(0)
+    if val.n_obs and n_mc_val > 0:
+        mll_val = model.get_marginal_ll(val, n_samples=n_mc_val, seed=args.seed)
     eval_s = time.perf_counter() - t1
 
     save_npy(np.asarray(latent, dtype=np.float32), args.out / "latent.npy")
     save_npy(np.asarray(elbo_test, dtype=np.float64), args.out / "elbo_test.npy")
     save_npy(np.asarray(mll_test, dtype=np.float64), args.out / "marginal_ll_test.npy")
+    save_npy(np.asarray(elbo_val, dtype=np.float64), args.out / "elbo_validation.npy")
+    save_npy(np.asarray(mll_val, dtype=np.float64), args.out / "marginal_ll_validation.npy")
     tmp = args.out / "history.csv.tmp"
     model.history.to_csv(tmp, index=False)
     tmp.replace(args.out / "history.csv")
@@ -156,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "validation_fraction_within_train_split": validation_fraction,
             "early_stopping": False,
-            "kl_warmup_steps": args.kl_warmup,
+            "kl_warmup_steps": metrics.get("kl_warmup_steps"),
             "norm": m.norm,
             "adam_eps": args.adam_eps,
             "weight_decay": args.weight_decay,
@@ -165,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "n_mc_samples": args.n_mc_samples,
         },
-        "n_cells": {"train_split": int(train.n_obs), "fitted": n_fit_cells, "test": int(test.n_obs)},
+        "n_cells": {
+            "train_split": int(train.n_obs),
+            "fitted": n_fit_cells,
+            "validation": int(val.n_obs),
+            "test": int(test.n_obs),
+        },
         "epochs_run": len(timer.seconds),
         "fit_s": fit_s,
         "eval_s": eval_s,
@@ -173,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         "fit_metrics": {k: v for k, v in metrics.items() if not isinstance(v, list)},
         "active_units": metrics.get("active_units"),
         "test": {"elbo_mean": float(np.mean(elbo_test)), "marginal_ll_mean": float(np.mean(mll_test))},
+        "validation": {
+            "n_cells": int(val.n_obs),
+            "elbo_mean": float(np.mean(elbo_val)) if val.n_obs else None,
+            "marginal_ll_mean": float(np.mean(mll_val)) if mll_val.size else None,
+        },
         "train": {"elbo_mean": float(np.mean(elbo_train))},
     }
     save_json(run, args.out / "run.json")

@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-epochs", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--n-mc-samples", type=int, default=1000, help="importance samples for log p(x)")
+    ap.add_argument(
+        "--validation-mc-samples",
+        type=int,
+        default=None,
+        help="importance samples for log p(x) of the validation cells (default: --n-mc-samples; 0 skips it)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
@@ -41,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="n_epochs_kl_warmup (default: scvi-tools' own default, 400 epochs)",
+    )
+    ap.add_argument(
+        "--kl-warmup-steps",
+        type=int,
+        default=None,
+        help="n_steps_kl_warmup, linear per step as scivae's (replaces the epoch warm-up); see seeds.py",
     )
     args = ap.parse_args(argv)
 
@@ -58,10 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     adata = ad.read_h5ad(args.data)
     train = adata[(adata.obs["split"] == "train").to_numpy()].copy()
     test = adata[(adata.obs["split"] == "test").to_numpy()].copy()
+    # "validation" cells (prepare_data.py) are never trained on: they are for choosing defaults only.
+    val = adata[(adata.obs["split"] == "validation").to_numpy()].copy()
 
     scvi.model.SCVI.setup_anndata(train, layer=None, batch_key=args.batch_key)
     model = scvi.model.SCVI(train, n_latent=10, n_hidden=128, n_layers=1, gene_likelihood="nb")
     timer = make_epoch_timer()
+    plan_kwargs = None
+    if args.kl_warmup_steps is not None:
+        plan_kwargs = {"n_steps_kl_warmup": args.kl_warmup_steps, "n_epochs_kl_warmup": None}
+    elif args.kl_warmup_epochs is not None:
+        plan_kwargs = {"n_epochs_kl_warmup": args.kl_warmup_epochs}
     train_size = 0.9
     t0 = time.perf_counter()
     model.train(
@@ -73,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         devices=1,
         callbacks=[timer],
         enable_progress_bar=False,
-        plan_kwargs=None if args.kl_warmup_epochs is None else {"n_epochs_kl_warmup": args.kl_warmup_epochs},
+        plan_kwargs=plan_kwargs,
     )
     fit_s = time.perf_counter() - t0
     n_fit_cells = len(model.train_indices)
@@ -88,11 +107,23 @@ def main(argv: list[str] | None = None) -> int:
         .cpu()
         .numpy()
     )
+    elbo_val, mll_val = np.zeros(0), np.zeros(0)
+    n_mc_val = args.n_mc_samples if args.validation_mc_samples is None else args.validation_mc_samples
+    if val.n_obs:
+        elbo_val = model.get_elbo(val, return_mean=False).cpu().numpy()
+    if val.n_obs and n_mc_val > 0:
+        mll_val = (
+            model.get_marginal_ll(val, n_mc_samples=n_mc_val, return_mean=False, n_mc_samples_per_pass=100)
+            .cpu()
+            .numpy()
+        )
     eval_s = time.perf_counter() - t1
 
     save_npy(latent.astype(np.float32), args.out / "latent.npy")
     save_npy(elbo_test.astype(np.float64), args.out / "elbo_test.npy")
     save_npy(mll_test.astype(np.float64), args.out / "marginal_ll_test.npy")
+    save_npy(np.asarray(elbo_val, dtype=np.float64), args.out / "elbo_validation.npy")
+    save_npy(np.asarray(mll_val, dtype=np.float64), args.out / "marginal_ll_validation.npy")
     hist = pd.concat([v for v in model.history.values()], axis=1)
     tmp = args.out / "history.csv.tmp"
     hist.to_csv(tmp)
@@ -117,16 +148,27 @@ def main(argv: list[str] | None = None) -> int:
             "train_size_within_train_split": train_size,
             "early_stopping": False,
             "n_epochs_kl_warmup": getattr(plan, "n_epochs_kl_warmup", None),
+            "n_steps_kl_warmup": getattr(plan, "n_steps_kl_warmup", None),
             "lr": getattr(plan, "lr", None),
             "seed": args.seed,
             "n_mc_samples": args.n_mc_samples,
         },
-        "n_cells": {"train_split": int(train.n_obs), "fitted": n_fit_cells, "test": int(test.n_obs)},
+        "n_cells": {
+            "train_split": int(train.n_obs),
+            "fitted": n_fit_cells,
+            "validation": int(val.n_obs),
+            "test": int(test.n_obs),
+        },
         "epochs_run": len(timer.seconds),
         "fit_s": fit_s,
         "eval_s": eval_s,
         "throughput": throughput(timer.seconds, n_fit_cells),
         "test": {"elbo_mean": float(np.mean(elbo_test)), "marginal_ll_mean": float(np.mean(mll_test))},
+        "validation": {
+            "n_cells": int(val.n_obs),
+            "elbo_mean": float(np.mean(elbo_val)) if val.n_obs else None,
+            "marginal_ll_mean": float(np.mean(mll_val)) if mll_val.size else None,
+        },
         "train": {"elbo_mean": float(np.mean(elbo_train))},
     }
     save_json(run, args.out / "run.json")

@@ -20,7 +20,8 @@ from scivae.cells.streaming import (
     prepare_backed,
     streaming_split,
 )
-from scivae.core import BaseModel, FitResult, KLConfig, KLSchedule, iterate_batches, split_indices
+from scivae.core import BaseModel, FitResult, KLConfig, KLSchedule, split_indices
+from scivae.core.device_data import iterate_device_batches
 from scivae.errors import ScivaeInputError
 
 #: Upper bound of the default number of epochs (the rule follows scvi-tools, see :func:`default_max_epochs`).
@@ -284,6 +285,7 @@ class CellVAE(BaseModel):
                 "batch_size": batch_size,
                 "train_indices": self.data.nonempty[train],
                 "validation_indices": self.data.nonempty[val],
+                "device_data": True,
             }
         (self._fit_datamodule if "datamodule" in fit_data else self._fit_arrays)(
             **fit_data,
@@ -442,7 +444,7 @@ class CellVAE(BaseModel):
             arrays["batch"] = np.full(data.n_obs, code, dtype=np.int64)
         self.module.eval()
         out = []
-        for batch in iterate_batches(arrays, batch_size, self.device):
+        for batch in iterate_device_batches(arrays, batch_size, self.device):
             z = self.module.inference(batch).mu
             _, log_scale = self.module.decode(z, batch)
             out.append((log_scale.exp() * library_size).float().cpu())

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from scivae.cells.likelihoods import LIKELIHOODS, NegativeBinomial, Poisson, ZeroInflatedNegativeBinomial
 from scivae.core import Batch, GaussianHead, GaussianPosterior, KLConfig, VAEModule
+from scivae.core.device_data import LOG_FACTORIAL, NZ_COLS, NZ_ROWS, NZ_VALUES
 from scivae.errors import ScivaeInputError
 
 DISPERSIONS = ("gene", "gene-batch", "gene-cell")
@@ -234,6 +235,18 @@ class CellVAEModule(VAEModule):
             return ZeroInflatedNegativeBinomial(log_mu, log_theta, self.zi_head(h))
         return NegativeBinomial(log_mu, log_theta)
 
+    @staticmethod
+    def _rows_log_prob(dist, batch: Batch) -> Tensor:
+        """``dist.log_prob(x).sum(-1)``, from the non-zero entries the device data path hands over if any."""
+        nz = None
+        if "x" + NZ_ROWS in batch:
+            nz = (batch["x" + NZ_ROWS], batch["x" + NZ_COLS], batch["x" + NZ_VALUES])
+        return dist.log_prob_rows(batch["x"], nz, batch.get("x" + LOG_FACTORIAL))
+
+    def log_likelihood(self, batch: Batch, z: Tensor) -> Tensor:
+        """log p(x | z, covariates, library) summed over genes, ``(B,)``."""
+        return self._rows_log_prob(self.generative(z, batch), batch)
+
     # ------------------------------------------------------------------------------------------------------
     def _library_prior(self, batch: Batch) -> tuple[Tensor, Tensor]:
         codes = self._batch_codes(batch)
@@ -257,5 +270,5 @@ class CellVAEModule(VAEModule):
         p_mu, p_var = self._library_prior(batch)
         log_p = -0.5 * (_LOG_2PI + torch.log(p_var) + (l_sample - p_mu) ** 2 / p_var)
         log_q = -0.5 * (_LOG_2PI + logvar + (l_sample - mu) ** 2 / logvar.exp())
-        lp = self.generative(z, batch, log_library=l_sample).log_prob(batch["x"]).sum(-1)
+        lp = self._rows_log_prob(self.generative(z, batch, log_library=l_sample), batch)
         return lp + (log_p - log_q).sum(-1)

@@ -20,9 +20,11 @@ from lightning.pytorch.loggers import CSVLogger
 
 from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
 from scivae.core.data import ArrayDataModule, iterate_batches
+from scivae.core.device_data import TrainingDevice
 from scivae.core.diagnostics import CollapseReport, collapse_report
 from scivae.core.distributed import is_global_zero
 from scivae.core.module import VAEModule
+from scivae.core.precision import check_bf16
 from scivae.core.schedules import KLSchedule
 from scivae.core.training_plan import VAETrainingPlan, latent_checks
 from scivae.errors import CollapseWarning
@@ -185,7 +187,8 @@ def fit_module(
         share of every global batch (``batch_size`` is the global batch), metrics are averaged across
         processes, and only rank 0 (``FitResult.is_global_zero``) should write outputs.
     precision
-        Trainer precision; ``None`` picks bf16-mixed on a GPU and 32-bit on the CPU.
+        Trainer precision; ``None`` picks bf16-mixed on a GPU with bf16 support when it keeps the ELBO of
+        the validation rows (:func:`scivae.core.precision.check_bf16`), else 32-bit (always on the CPU).
     gradient_clip_val
         Gradient norm clipping; ``None`` disables.
     early_stopping, patience
@@ -228,7 +231,8 @@ def fit_module(
     has_validation = len(datamodule.validation_indices) > 0
     monitor = CollapseMonitor()
     best = BestWeights(MONITOR, schedule)
-    all_callbacks: list[L.Callback] = [KLAnnealing(schedule), monitor, *(callbacks or [])]
+    training_device = TrainingDevice()
+    all_callbacks: list[L.Callback] = [KLAnnealing(schedule), monitor, training_device, *(callbacks or [])]
     if has_validation:
         if restore_best_weights:
             all_callbacks.append(best)
@@ -244,6 +248,12 @@ def fit_module(
         log_dir = tmp.name
     logger = CSVLogger(save_dir=str(log_dir), name="", version="")
     n_batches = max(1, -(-len(datamodule.train_indices) // datamodule.batch_size))
+    chosen_precision = resolve_precision(accelerator, precision)
+    precision_check: dict[str, Any] = {}
+    if precision is None and chosen_precision == "bf16-mixed":  # the default bf16 only where it keeps the ELBO
+        precision_check = check_bf16(module, datamodule.validation_arrays(), "cuda", seed=seed)
+        if not precision_check["bf16_keeps_elbo"]:
+            chosen_precision = "32-true"
     trainer = L.Trainer(
         max_epochs=max_epochs,
         max_time=max_time,
@@ -252,7 +262,7 @@ def fit_module(
         strategy=strategy,
         num_nodes=num_nodes,
         use_distributed_sampler=False,  # the data modules shard by rank themselves (RankShardedBatchSampler)
-        precision=resolve_precision(accelerator, precision),
+        precision=chosen_precision,
         gradient_clip_val=gradient_clip_val,
         callbacks=all_callbacks,
         logger=logger,
@@ -270,6 +280,8 @@ def fit_module(
         warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")  # streamed data, no workers
         trainer.fit(plan, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     elapsed = time.perf_counter() - start
+    if training_device.device is not None:  # inference then runs where training ran, not on the CPU
+        module.to(training_device.device)
 
     history = _epoch_history(Path(logger.log_dir) / "metrics.csv")
     if tmp is not None:
@@ -298,6 +310,9 @@ def fit_module(
     for name, value in collapse.extra.items():
         metrics[f"{name}_validation"] = value
     metrics["n_latent"] = module.n_latent
+    metrics["device"] = str(next(module.parameters()).device)
+    metrics["precision"] = chosen_precision
+    metrics.update(precision_check)
     metrics["skipped_steps"] = plan.skipped_steps
     metrics["train_obs_per_s"] = round(len(datamodule.train_indices) * max(trainer.current_epoch, 1) / elapsed, 1)
     metrics["collapsed"] = collapse.collapsed

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from scivae.core.data import ArrayDataModule, ArrayLike, iterate_batches
+from scivae.core.data import ArrayDataModule, ArrayLike
+from scivae.core.device_data import DeviceDataModule, iterate_device_batches
 from scivae.core.distributed import is_global_zero
 from scivae.core.fit import FitResult, fit_module
 from scivae.core.module import VAEModule
@@ -74,9 +75,12 @@ class BaseModel(ABC):
         train_indices: np.ndarray | None = None,
         validation_indices: np.ndarray | None = None,
         group_by: str | None = None,
+        device_data: bool = False,
         **fit_kwargs: Any,
     ) -> FitResult:
-        datamodule = ArrayDataModule(
+        # device_data: batches gathered on the training device from arrays moved there once (DeviceDataModule)
+        datamodule_cls = DeviceDataModule if device_data else ArrayDataModule
+        datamodule = datamodule_cls(
             arrays,
             batch_size=batch_size,
             validation_fraction=validation_fraction,
@@ -119,7 +123,7 @@ class BaseModel(ABC):
     ) -> np.ndarray:
         self.module.eval()
         out = []
-        for batch in iterate_batches(arrays, batch_size, self.device):
+        for batch in iterate_device_batches(arrays, batch_size, self.device):
             post = self.module.inference(batch)
             out.append((post.mu if give_mean else post.rsample()).float().cpu())
         return torch.cat(out).numpy()
@@ -129,7 +133,8 @@ class BaseModel(ABC):
         """Apply ``module.elbo`` or ``module.iwae`` batch-wise over all rows."""
         self.module.eval()
         method = getattr(self.module, fn)
-        out = [method(batch, **kwargs).float().cpu() for batch in iterate_batches(arrays, batch_size, self.device)]
+        batches = iterate_device_batches(arrays, batch_size, self.device)
+        out = [method(batch, **kwargs).float().cpu() for batch in batches]
         return torch.cat(out).numpy()
 
     def save(self, path: str | Path) -> Path:

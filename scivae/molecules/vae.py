@@ -307,6 +307,12 @@ class MolVAE(BaseModel):
         self.module.eval()
         return result
 
+    def _inference_device(self, device: str | torch.device | None) -> torch.device:
+        """``device`` if given; else the training device of a model fitted here, else a GPU when there is one."""
+        if (device is None or str(device) == "auto") and self.fit_result is not None:
+            return self.device  # fit_module leaves the module on the device it trained on
+        return _resolve_device(device)
+
     # -- encoding --------------------------------------------------------------------------------------
     def _arrays_for(self, smiles: str | Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:
         raw = _as_list(smiles)
@@ -330,7 +336,7 @@ class MolVAE(BaseModel):
             Invalid SMILES, or a token the model has never seen (the message names it).
         """
         _, arrays = self._arrays_for(smiles)
-        self.module.to(_resolve_device(None))
+        self.module.to(self._inference_device(None))
         return self._latent_from_arrays(arrays, give_mean=give_mean)
 
     def elbo(self, smiles: str | Sequence[str]) -> np.ndarray:
@@ -389,7 +395,7 @@ class MolVAE(BaseModel):
         z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z).float()
         if z.ndim != 2 or z.shape[1] != self.n_latent:
             raise ScivaeInputError(f"z must have shape (n, {self.n_latent}), got {tuple(z.shape)}")
-        dev = _resolve_device(device)
+        dev = self._inference_device(device)
         self.module.to(dev).eval()
         limit = int(max_tokens) if max_tokens is not None else self.vocab.max_tokens
         generator = torch.Generator(device=dev)

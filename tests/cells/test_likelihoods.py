@@ -163,3 +163,54 @@ def test_samples_match_moments(dist) -> None:
     assert torch.equal(s, s.round()) and (s >= 0).all()
     np.testing.assert_allclose(s.mean().item(), dist.mean[0].item(), rtol=0.02)
     np.testing.assert_allclose(s.var().item(), dist.variance[0].item(), rtol=0.04)
+
+
+def _row_case(n_rows: int = 6, n_genes: int = 40, seed: int = 0):
+    """Counts with empty rows and large values, float64 log means, and the non-zero coordinates."""
+    import scipy.sparse as sp
+
+    from scivae.core.device_data import DeviceArrays
+
+    rng = np.random.default_rng(seed)
+    counts = rng.negative_binomial(2, 0.3, size=(n_rows, n_genes)).astype(np.float32)
+    counts[rng.random(counts.shape) < 0.6] = 0
+    counts[1] = 0
+    counts[2, 3] = 25000
+    batch = DeviceArrays({"x": sp.csr_matrix(counts)}).take(torch.arange(n_rows))
+    nz = (batch["x__nz_rows"], batch["x__nz_cols"], batch["x__nz_values"])
+    log_mu = _t(rng.normal(0, 2, size=(n_rows, n_genes))).requires_grad_()
+    return _t(counts), log_mu, nz, batch["x__log_factorial"]
+
+
+@pytest.mark.parametrize("theta_shape", ["gene", "one-row", "cell"])
+@pytest.mark.parametrize("given", [False, True])
+def test_row_sums_and_gradients_match_the_elementwise_nb(theta_shape, given) -> None:
+    """nb_log_likelihood (dense part with a hand-written gradient, lgamma terms on the non-zeros) equals
+    nb_log_prob(...).sum(-1) in value and gradient, with the non-zeros found or handed over."""
+    from scivae.cells.likelihoods import nb_log_likelihood
+
+    x, log_mu, nz, log_fact = _row_case()
+    shape = {"gene": (40,), "one-row": (1, 40), "cell": (6, 40)}[theta_shape]
+    log_theta = _t(np.random.default_rng(1).normal(1, 3, size=shape)).requires_grad_()
+    ref = nb_log_prob(x, log_mu, log_theta).sum(-1)
+    got = nb_log_likelihood(x, log_mu, log_theta, nz if given else None, log_fact if given else None)
+    np.testing.assert_allclose(got.detach().numpy(), ref.detach().numpy(), rtol=1e-6 if given else 1e-9)
+    w = torch.linspace(-1, 2, 6, dtype=torch.float64)
+    g_ref = torch.autograd.grad((ref * w).sum(), [log_mu, log_theta])
+    g_got = torch.autograd.grad((got * w).sum(), [log_mu, log_theta])
+    for a, b in zip(g_ref, g_got, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_row_sums_of_every_likelihood_class() -> None:
+    x, log_mu, nz, log_fact = _row_case()
+    log_mu = log_mu.detach()
+    log_theta, logits = _t(np.full(40, 0.7)), _t(np.full((6, 40), -1.0))
+    for dist in (
+        NegativeBinomial(log_mu, log_theta),
+        ZeroInflatedNegativeBinomial(log_mu, log_theta, logits),
+        Poisson(log_mu),
+    ):
+        ref = dist.log_prob(x).sum(-1).numpy()
+        np.testing.assert_allclose(dist.log_prob_rows(x).numpy(), ref, rtol=1e-9)
+        np.testing.assert_allclose(dist.log_prob_rows(x, nz, log_fact).numpy(), ref, rtol=1e-7, atol=2e-3)

@@ -1,0 +1,342 @@
+"""Cells training throughput, scivae vs scvi-tools, alternating runs in one script (from the repository root)::
+
+    .venv/bin/python benchmarks/cells/throughput.py                  # full: sim 20k, sim 200k, PBMC 3k
+    .venv/bin/python benchmarks/cells/throughput.py --smoke          # seconds: tiny simulated data
+    .venv/bin/python benchmarks/cells/throughput.py --datasets sim20k --batch-sizes 128 --reps 3
+
+Every (data set, batch size) pair is trained by both tools with the same architecture (NB, n_hidden 128,
+n_latent 10, one layer), the same cells (``split == "train"``, 10 % of them held out for validation by
+each tool), the same batch size, the same thread count and the same KL warm-up in optimiser steps (scivae's
+default, given to scvi-tools as ``n_steps_kl_warmup``), each tool's defaults otherwise; early stopping is off.
+Runs alternate (scvi-tools first in odd repetitions, scivae first in even ones) so that load from other
+processes hits both alike; each run is a fresh process of its own venv (scvi-tools: ``SCVI_PYTHON``,
+default ``benchmarks/.venv-scvi/bin/python``, made by ``setup_scvi_venv.sh``).
+
+Throughput is measured inside the training loop: the wall time between consecutive training-batch ends
+(data loading + step), the first ``SKIP`` batches of each epoch left out, summed over the run; cells/s =
+cells in those batches / that time. Validation passes are outside it. Each run also reports the held-out
+ELBO (mean over the ``split == "test"`` cells, one z sample, nats) after its epochs and its peak resident
+memory beside the size of the CSR matrix it read (``--max-minutes`` stops each fit early: enough for the
+memory and throughput figures of the 200k-cell set on a slow machine). The table prints medians over
+repetitions and the median of the per-pair ratios; the raw figures of every run go to ``--json`` (default
+``benchmarks/out/cells/throughput.json``).
+
+Data: ``sim20k`` / ``sim200k`` are written by ``simulate.py`` (20,000 / 200,000 cells x 2,000 genes, 8 cell
+types, two batches, seed 0) into ``--data-dir`` (default ``$SCIVAE_BENCH_OUT`` or ``benchmarks/out/cells``)
+when missing; ``pbmc3k`` is ``<data-dir>/pbmc3k.h5ad`` from ``prepare_data.py`` (2,000 seurat_v3 genes of
+the PBMC 3k shipped in ``datasets/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SKIP = 5  # batches left out at the start of each epoch (allocations, first-call overheads)
+
+
+# --------------------------------------------------------------------------------------------------------
+# worker (runs in either venv: only the standard library at import time)
+# --------------------------------------------------------------------------------------------------------
+def _batch_timer():
+    from lightning.pytorch import Callback
+
+    class BatchTimer(Callback):
+        """Wall time between consecutive training-batch ends, per epoch, with the batch sizes."""
+
+        def __init__(self) -> None:
+            self.epochs: list[list[tuple[float, int]]] = []
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ARG002
+            self.epochs.append([(time.perf_counter(), 0)])
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ARG002
+            x = batch["x"] if isinstance(batch, dict) and "x" in batch else batch.get("X")
+            self.epochs[-1].append((time.perf_counter(), int(x.shape[0])))
+
+        def cells_per_s(self) -> tuple[float, int]:
+            cells, seconds = 0, 0.0
+            for marks in self.epochs:
+                skip = min(SKIP, (len(marks) - 1) // 2)  # short epochs (smoke mode) keep half their batches
+                for (t0, _), (t1, n) in zip(marks[skip:-1], marks[skip + 1 :], strict=True):
+                    cells += n
+                    seconds += t1 - t0
+            return (cells / seconds if seconds > 0 else float("nan")), cells
+
+    return BatchTimer()
+
+
+def _warmup_steps(n_fit: int, batch_size: int, epochs: int) -> int:
+    """scivae's default linear KL warm-up (CellVAE.fit): a quarter of the steps, at most 10 epochs."""
+    per_epoch = max(1, -(-n_fit // batch_size))
+    return max(1, min(per_epoch * epochs // 4, 10 * per_epoch))
+
+
+def worker(args: argparse.Namespace) -> dict:
+    import anndata as ad
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    adata = ad.read_h5ad(args.data)
+    train = adata[(adata.obs["split"] == "train").to_numpy()].copy()
+    test = adata[(adata.obs["split"] == "test").to_numpy()].copy()
+    data_mb = (adata.X.data.nbytes + adata.X.indices.nbytes + adata.X.indptr.nbytes) / 2**20  # the CSR read
+    del adata
+    batch_key = "batch" if "batch" in train.obs else None
+    n_fit = train.n_obs - int(round(0.1 * train.n_obs))
+    warmup = _warmup_steps(n_fit, args.batch_size, args.epochs)
+    timer = _batch_timer()
+    limit = {}
+    if args.max_minutes:
+        limit["max_time"] = time.strftime("00:%H:%M:%S", time.gmtime(60 * args.max_minutes))
+    t0 = time.perf_counter()
+    if args.worker == "scvi":
+        import scvi
+
+        scvi.settings.seed = args.seed
+        scvi.settings.num_threads = args.threads
+        scvi.model.SCVI.setup_anndata(train, batch_key=batch_key)
+        model = scvi.model.SCVI(train, n_latent=10, n_hidden=128, n_layers=1, gene_likelihood="nb")
+        model.train(
+            max_epochs=args.epochs,
+            batch_size=args.batch_size,
+            train_size=0.9,
+            early_stopping=False,
+            accelerator="cpu",
+            devices=1,
+            callbacks=[timer],
+            enable_progress_bar=False,
+            plan_kwargs={"n_steps_kl_warmup": warmup, "n_epochs_kl_warmup": None},
+            **limit,
+        )
+        fit_s = time.perf_counter() - t0
+        torch.manual_seed(args.seed)
+        elbo = model.get_elbo(test, return_mean=False).cpu().numpy()
+        version = scvi.__version__
+    else:
+        import scivae
+
+        model = scivae.CellVAE(train, batch_key=batch_key, likelihood="nb", n_latent=10, n_hidden=128, n_layers=1)
+        model.fit(
+            max_epochs=args.epochs,
+            batch_size=args.batch_size,
+            accelerator="cpu",
+            devices=1,
+            early_stopping=False,
+            seed=args.seed,
+            progress_bar=False,
+            callbacks=[timer],
+            **limit,
+        )
+        fit_s = time.perf_counter() - t0
+        assert model.fit_result is not None and model.fit_result.metrics["kl_warmup_steps"] == warmup
+        elbo = model.get_elbo(test, seed=args.seed)
+        version = scivae.__version__
+    cps, cells_timed = timer.cells_per_s()
+    return {
+        "tool": args.worker,
+        "version": version,
+        "torch": torch.__version__,
+        "data": Path(args.data).stem,
+        "n_fit_cells": n_fit,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "threads": torch.get_num_threads(),
+        "seed": args.seed,
+        "kl_warmup_steps": warmup,
+        "cells_per_s": round(cps, 1),
+        "cells_timed": cells_timed,
+        "fit_s": round(fit_s, 2),
+        "test_elbo": float(np.mean(elbo)),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "data_mb": round(data_mb, 1),
+        "loadavg_end": os.getloadavg()[0],
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# orchestration (scivae venv)
+# --------------------------------------------------------------------------------------------------------
+SIM_CELLS = {"sim20k": 20_000, "sim200k": 200_000, "smoke": 600}
+
+
+def ensure_data(name: str, data_dir: Path) -> Path:
+    path = data_dir / f"{name}.h5ad"
+    if path.exists():
+        return path
+    if name not in SIM_CELLS:
+        raise SystemExit(f"{path} is missing: run benchmarks/cells/prepare_data.py --out {data_dir} first")
+    sys.path.insert(0, str(HERE))
+    from simulate import simulate
+
+    genes = 200 if name == "smoke" else 2000
+    adata = simulate(SIM_CELLS[name], n_genes=genes, seed=0)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    adata.write_h5ad(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _run(
+    tool: str, python: str, data: Path, batch_size: int, epochs: int, threads: int, seed: int, max_minutes=None
+) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [python, str(Path(__file__).resolve()), "--worker", tool, "--data", str(data)]
+    cmd += ["--batch-size", str(batch_size), "--epochs", str(epochs), "--threads", str(threads), "--seed", str(seed)]
+    if max_minutes:
+        cmd += ["--max-minutes", str(max_minutes)]
+    load = os.getloadavg()[0]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{tool} run failed:\n{proc.stderr[-3000:]}")
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    row["loadavg_start"] = load
+    return row
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    keys = sorted({(r["data"], r["batch_size"], r["threads"]) for r in rows})
+    for data, bs, threads in keys:
+        sel = [r for r in rows if r["data"] == data and r["batch_size"] == bs and r["threads"] == threads]
+        by_tool = {t: [r for r in sel if r["tool"] == t] for t in ("scivae", "scvi")}
+        s = {"data": data, "batch_size": bs, "threads": threads}
+        for t, rs in by_tool.items():
+            if rs:
+                s[f"{t}_cells_per_s"] = _median([r["cells_per_s"] for r in rs])
+                s[f"{t}_test_elbo"] = _median([r["test_elbo"] for r in rs])
+                s[f"{t}_peak_rss_mb"] = max(r["peak_rss_mb"] for r in rs)
+                s["data_mb"] = rs[0].get("data_mb")
+        ratios = [
+            a["cells_per_s"] / b["cells_per_s"]
+            for a, b in zip(by_tool["scivae"], by_tool["scvi"], strict=False)
+            if b["cells_per_s"] > 0
+        ]
+        if ratios:
+            s["ratio_median"], s["ratio_min"], s["ratio_max"] = _median(ratios), min(ratios), max(ratios)
+            s["pairs"] = len(ratios)
+        out.append(s)
+    return out
+
+
+def print_table(summary: list[dict]) -> None:
+    print(
+        "| data | batch | threads | scivae cells/s | scvi-tools cells/s | ratio (median, range) "
+        "| test ELBO scivae / scvi | peak RSS MB scivae / scvi (CSR read, MB) |"
+    )
+    print("|---|---:|---:|---:|---:|---|---|---|")
+    for s in summary:
+        ratio = (
+            f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}, {s['pairs']} pairs)"
+            if "ratio_median" in s
+            else "-"
+        )
+        print(
+            f"| {s['data']} | {s['batch_size']} | {s['threads']} | {s.get('scivae_cells_per_s', float('nan')):.0f} "
+            f"| {s.get('scvi_cells_per_s', float('nan')):.0f} | {ratio} "
+            f"| {s.get('scivae_test_elbo', float('nan')):.2f} / {s.get('scvi_test_elbo', float('nan')):.2f} "
+            f"| {s.get('scivae_peak_rss_mb', float('nan')):.0f} / {s.get('scvi_peak_rss_mb', float('nan')):.0f} "
+            f"({s.get('data_mb') or float('nan'):.0f}) |"
+        )
+
+
+def _save(path: Path, cpu: str, rows: list[dict], summary: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"cpu": cpu, "argv": sys.argv[1:], "runs": rows, "summary": summary}, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--worker", choices=("scivae", "scvi"), help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--datasets", nargs="+", default=["sim20k", "sim200k", "pbmc3k"])
+    ap.add_argument("--batch-sizes", nargs="+", type=int, default=[128, 1024])
+    ap.add_argument("--batch-size", type=int, default=128, help=argparse.SUPPRESS)
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 2; 1 for sim200k)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument(
+        "--max-minutes", type=float, default=None, help="stop each fit after this long (Lightning max_time)"
+    )
+    ap.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads (several: each in turn)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tools", nargs="+", default=["scvi", "scivae"], choices=("scvi", "scivae"))
+    default_dir = os.environ.get("SCIVAE_BENCH_OUT", str(ROOT / "benchmarks/out/cells"))
+    ap.add_argument("--data-dir", type=Path, default=Path(default_dir))
+    scvi_python = os.environ.get("SCVI_PYTHON", str(ROOT / "benchmarks/.venv-scvi/bin/python"))
+    ap.add_argument("--scvi-python", default=scvi_python)
+    ap.add_argument("--json", type=Path, default=None, help="raw figures (default: <data-dir>/throughput.json)")
+    ap.add_argument("--smoke", action="store_true", help="tiny simulated data, 1 epoch, 1 repetition (seconds)")
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        args.threads = args.threads[0]
+        print(json.dumps(worker(args)))
+        return 0
+    if args.smoke:
+        args.datasets, args.batch_sizes, args.reps, args.epochs = ["smoke"], [128], 1, 1
+    tools = list(args.tools)
+    if "scvi" in tools and not Path(args.scvi_python).exists():
+        print(f"scvi-tools venv missing ({args.scvi_python}): scivae only (bash benchmarks/cells/setup_scvi_venv.sh)")
+        tools.remove("scvi")
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "unknown",
+    )
+    print(
+        f"cpu: {cpu}, logical cores: {os.cpu_count()}, torch threads per run: {' '.join(map(str, args.threads))}, "
+        f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    rows: list[dict] = []
+    out = args.json or (args.data_dir / ("throughput_smoke.json" if args.smoke else "throughput.json"))
+    for rep in range(args.reps):
+        for name in args.datasets:
+            data = ensure_data(name, args.data_dir)
+            epochs = args.epochs or (1 if name == "sim200k" else 2)
+            for bs in args.batch_sizes:
+                runs = [(t, n) for n in args.threads for t in tools]
+                for tool, threads in runs if rep % 2 == 0 else runs[::-1]:
+                    python = args.scvi_python if tool == "scvi" else sys.executable
+                    row = _run(tool, python, data, bs, epochs, threads, args.seed + rep, args.max_minutes)
+                    row["rep"] = rep
+                    rows.append(row)
+                    _save(out, cpu, rows, summarise(rows))  # after every run: an interrupted set keeps its runs
+                    print(
+                        f"rep {rep} {name} batch {bs} threads {threads} {tool}: {row['cells_per_s']:.0f} cells/s, "
+                        f"test ELBO {row['test_elbo']:.2f}, peak RSS {row['peak_rss_mb']:.0f} MB, "
+                        f"load {row['loadavg_start']:.2f}",
+                        flush=True,
+                    )
+    summary = summarise(rows)
+    print()
+    print_table(summary)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    _save(out, cpu, rows, summary)
+    print(f"raw figures: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
