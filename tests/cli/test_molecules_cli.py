@@ -77,7 +77,7 @@ def test_fit_writes_model_and_report(fitted):
     assert (out / "model" / "model.safetensors").exists() and (out / "model" / "config.json").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["n_molecules"] == 300 and metrics["n_latent"] == 4
-    assert metrics["epochs_trained"] == 2 and metrics["n_obs_train"] == 270  # --no-early-stopping: all epochs
+    assert metrics["epochs_trained"] == 2 and metrics["n_obs_train"] == 285  # --no-early-stopping: all epochs
     assert "1 invalid" in metrics["data"]["summary"] and metrics["prior_samples"]["n"] == 50
     assert (out / "history.csv").exists() and (out / "training_curves.png").exists()
     assert "300 valid molecules of 301 entries" in r.output  # header and trailing blank lines are not entries
