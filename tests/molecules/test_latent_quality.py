@@ -42,7 +42,7 @@ def test_default_recipe_reconstructs_far_above_an_unused_latent(default_recipe):
     swapped = vae.decode(np.roll(mu, 1, axis=0))
     baseline = float(np.mean(swapped["smiles"].to_numpy() == np.asarray(train)))
     assert baseline < 0.01
-    assert acc > 0.03, acc  # 0.067 when written (latent 32, beta 0.2); a latent that carries nothing scores the baseline
+    assert acc > 0.03, acc  # 0.067 when written (latent 32, beta 0.2); an unused latent scores the baseline
 
 
 def test_collapse_diagnostics_see_an_informative_latent(default_recipe):
