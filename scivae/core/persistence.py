@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from scivae._atomic import atomic_dir
-from scivae.errors import ModelFormatError
+from scivae.errors import DivergenceError, ModelFormatError
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -47,6 +47,12 @@ def save_model_dir(
     from scivae import __version__
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DivergenceError(
+            f"refusing to save a model whose weights are not finite ({len(bad)} tensors, e.g. {bad[0]}): the fit "
+            "diverged; re-fit with a lower learning rate"
+        )
     meta = {
         "format_version": FORMAT_VERSION,
         "scivae_version": __version__,

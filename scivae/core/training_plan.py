@@ -13,6 +13,8 @@ from scivae.core.module import Batch, VAEModule
 
 #: Learning-rate schedules of :class:`VAETrainingPlan`.
 LR_SCHEDULES = ("constant", "cosine")
+#: Metrics logged for the progress bar only (aliases): left out of the fit history.
+PROGRESS_BAR_ONLY = ("val_elbo",)
 
 
 class VAETrainingPlan(L.LightningModule):
@@ -59,6 +61,9 @@ class VAETrainingPlan(L.LightningModule):
         self.n_samples = n_samples
         self.kl_weight = 1.0
         self.skipped_steps = 0
+        self._lr_total_steps: int | None = None
+        self._epoch_sums: dict[str, Tensor] = {}
+        self._epoch_count = 0
         self._val_mu: list[Tensor] = []
         self._val_logvar: list[Tensor] = []
 
@@ -67,22 +72,62 @@ class VAETrainingPlan(L.LightningModule):
         if not torch.isfinite(out.loss):
             # NaN guard: skip this update instead of poisoning the weights; count it in the history.
             self.skipped_steps += 1
-            warnings.warn(f"non-finite loss at step {self.global_step}: update skipped", RuntimeWarning, stacklevel=2)
+            # one message per kind (Python shows it once): the count goes to the fit report
+            warnings.warn("non-finite loss: update skipped (see skipped_steps)", RuntimeWarning, stacklevel=2)
             return None
         n = out.reconstruction.shape[0]
-        self.log_dict(
-            {
-                "loss_train": out.loss.detach(),
-                "elbo_train": out.elbo.mean(),
-                "reconstruction_train": out.reconstruction.mean(),
-                "kl_train": out.kl.mean(),
-                "kl_weight": float(self.kl_weight),
-            },
-            on_step=False,
-            on_epoch=True,
-            batch_size=n,
-        )
+        values = {
+            "loss_train": out.loss.detach(),
+            "elbo_train": out.elbo.mean().detach(),
+            "reconstruction_train": out.reconstruction.mean().detach(),
+            "kl_train": out.kl.mean().detach(),
+            "kl_weight": torch.tensor(float(self.kl_weight), device=out.loss.device),
+        }
+        self.log_dict(values, on_step=False, on_epoch=True, batch_size=n)
+        self._accumulate(values, n)
         return out.loss
+
+    def _accumulate(self, values: dict[str, Tensor], n: int) -> None:
+        # Lightning's own epoch means are lost when a fit resumes inside an epoch; these sums are checkpointed
+        # (same float32 batch-size-weighted sums as Lightning's, so uninterrupted runs report the same figures).
+        for key, value in values.items():
+            term = value.float() * n
+            self._epoch_sums[key] = self._epoch_sums[key] + term if key in self._epoch_sums else term
+        self._epoch_count += n
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_sums, self._epoch_count = {}, 0
+
+    def train_epoch_means(self) -> dict[str, float]:
+        """Batch-size-weighted means of the training metrics over the current epoch (resumed parts included)."""
+        if self._epoch_count == 0:
+            return {}
+        return {k: float(v / self._epoch_count) for k, v in self._epoch_sums.items()}
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # A finite loss can still give non-finite gradients (an overflow in backward); clipping would spread the
+        # NaN to every weight, so the update is skipped like a non-finite loss (no gradient, no Adam step).
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if params and not bool(torch.stack([p.grad.isfinite().all() for p in params]).all()):  # one device sync
+            for p in params:
+                p.grad = None
+            self.skipped_steps += 1
+            warnings.warn("non-finite gradient: update skipped (see skipped_steps)", RuntimeWarning, stacklevel=2)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["scivae_plan"] = {
+            "skipped_steps": self.skipped_steps,
+            "lr_total_steps": self._lr_total_steps,
+            "epoch_sums": {k: v.detach().cpu() for k, v in self._epoch_sums.items()},
+            "epoch_count": self._epoch_count,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("scivae_plan", {})
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        self._lr_total_steps = state.get("lr_total_steps")
+        self._epoch_sums = {k: v.to(self.device) for k, v in state.get("epoch_sums", {}).items()}
+        self._epoch_count = int(state.get("epoch_count", 0))
 
     def on_validation_epoch_start(self) -> None:
         self._val_mu, self._val_logvar = [], []
@@ -101,7 +146,7 @@ class VAETrainingPlan(L.LightningModule):
             batch_size=n,
             prog_bar=False,
         )
-        self.log("val_elbo", out.elbo.mean(), on_epoch=True, batch_size=n, prog_bar=True, logger=False)
+        self.log(PROGRESS_BAR_ONLY[0], out.elbo.mean(), on_epoch=True, batch_size=n, prog_bar=True, logger=False)
         self._val_mu.append(out.posterior.mu.float().cpu())
         self._val_logvar.append(out.posterior.logvar.float().cpu())
 
@@ -117,7 +162,10 @@ class VAETrainingPlan(L.LightningModule):
         )
         if self.lr_schedule == "constant":
             return optimizer
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        # A resumed fit keeps the planned length of the run it continues (restored by on_load_checkpoint).
+        if self._lr_total_steps is None:
+            self._lr_total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        total = self._lr_total_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
         )
