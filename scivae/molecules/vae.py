@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from scivae.core import BaseModel, FitResult, KLConfig
+from scivae.core.persistence import check_config_keys, check_saved_shapes
 from scivae.errors import ScivaeInputError
 from scivae.molecules.constraints import decoding_constraint
 from scivae.molecules.io import MoleculeSet, canonicalize_many, clean_smiles, read_smiles_file
@@ -477,6 +478,9 @@ class MolVAE(BaseModel):
     @classmethod
     def _from_saved(cls, state_dict: dict[str, torch.Tensor], meta: dict[str, Any], **kwargs: Any) -> MolVAE:
         cfg = dict(meta["config"])
+        check_config_keys(cfg, {*ARCHITECTURE_DEFAULTS, "kl", "seed"})
+        check_config_keys(cfg.get("kl", {}), {f.name for f in dataclasses.fields(KLConfig)}, "kl")
+        check_config_keys(meta["adapter_state"], {"vocabulary", "training_data"}, "adapter_state")
         kl = KLConfig(**cfg.pop("kl"))
         seed = int(cfg.pop("seed", 0))
         model = cls.__new__(cls)
@@ -485,6 +489,7 @@ class MolVAE(BaseModel):
         model._arrays = None
         model.data_summary = ""
         config = {k: cfg.get(k, v) for k, v in ARCHITECTURE_DEFAULTS.items()}
+        check_saved_shapes(lambda: MolVAEModule(len(model.vocab), **config, kl_config=kl), state_dict)
         model._build(config, kl, seed)
         try:
             model.module.load_state_dict(state_dict)
