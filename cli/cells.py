@@ -1,6 +1,6 @@
 """``scivae fit CELLS`` and ``scivae embed``: the single-cell commands.
 
-Outputs of ``fit`` (one folder, written atomically: complete or absent)::
+Outputs of ``fit`` (one folder, swapped into place when complete; see :mod:`scivae_cli.fit_output`)::
 
     OUT/model/           the trained model (model.safetensors + config.json)
     OUT/embedded.h5ad    the input plus obsm["X_scivae"] (one row per input cell) and uns["scivae"]
@@ -20,8 +20,9 @@ from typing import Annotated, Any
 
 import typer
 
-from scivae._atomic import atomic_dir, atomic_path
+from scivae._atomic import atomic_path
 from scivae.errors import ScivaeInputError
+from scivae_cli.fit_output import FitOutput, check_writable, fit_and_publish
 
 KEY = "X_scivae"
 
@@ -35,21 +36,6 @@ def default_out(data: Path) -> Path:
     data = Path(data)
     name = data.name[: -len(data.suffix)] if data.suffix else data.name
     return data.parent / f"{name}.scivae"
-
-
-def _check_out(out: Path, data: Path) -> None:
-    """Refuse an output folder that holds the input or unrelated files (it is replaced as a whole)."""
-    out_r, data_r = out.resolve(), data.resolve()
-    if out_r == data_r or out_r in data_r.parents:
-        raise ScivaeInputError(f"--out {out} would contain or replace the input {data}: pass another folder")
-    if out.exists():
-        if not out.is_dir():
-            raise ScivaeInputError(f"--out {out} is an existing file: pass a folder path")
-        ours = (out / "model" / "config.json").exists() or (out / "metrics.json").exists()
-        if any(out.iterdir()) and not ours:
-            raise ScivaeInputError(
-                f"--out {out} exists and is not a scivae output folder (it would be replaced): pass a new folder"
-            )
 
 
 def _uns_safe(d: dict[str, Any]) -> dict[str, Any]:
@@ -78,17 +64,25 @@ def fit_cells(
     accelerator: str = "auto",
     devices: str = "auto",
     seed: int = 0,
+    resume: bool = False,
+    force: bool = False,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: float = 10.0,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """Fit a :class:`~scivae.CellVAE` on a single-cell file and write model, embedding and report.
 
     ``None`` means the model's default. Bad input raises :class:`ScivaeInputError` (exit code 2 in the CLI).
+    ``resume``, ``force``, ``checkpoint_dir`` and ``checkpoint_every`` are ``scivae fit``'s options, and
+    ``settings`` what a ``resume`` must repeat (see :class:`~scivae_cli.fit_output.FitOutput`).
     """
     from scivae.cells import CellVAE, read_anndata
     from scivae.core import write_fit_report
 
     data = Path(data)
     out = Path(out) if out is not None else default_out(data)
-    _check_out(out, data)
+    output = FitOutput(out, data, settings=settings, resume=resume, force=force, checkpoint_dir=checkpoint_dir)
+    output.check()
     adata = read_anndata(data)
     model = CellVAE(
         adata,
@@ -109,48 +103,55 @@ def fit_cells(
         + f"; {s['n_cells_empty']} empty cells left out of training (still embedded); "
         f"training on {s['n_cells_trained']} cells x {s['n_genes']} genes"
     )
-    model.fit(
-        max_epochs=max_epochs,
-        batch_size=batch_size if batch_size is not None else 128,
-        accelerator=accelerator,
-        devices=devices,
-        kl_schedule=kl_schedule,
-        kl_warmup=kl_warmup,
-        seed=seed,
-        lr_schedule=lr_schedule,
-        **({} if lr is None else {"lr": lr}),
-    )
-    result = model.fit_result
-    assert result is not None
-    params = {
-        "data": str(data),
-        "layer": layer,
-        "batch_key": batch_key,
-        "likelihood": likelihood,
-        "n_latent": model.module.n_latent,
-        "n_top_genes": n_top_genes,
-        "max_epochs": result.metrics.get("max_epochs"),
-        "batch_size": batch_size if batch_size is not None else 128,
-        "kl_schedule": kl_schedule or "linear",
-        "kl_warmup": kl_warmup,
-        "free_bits": model.module.kl_config.free_bits,
-        "beta": model.module.kl_config.beta,
-        "seed": seed,
-    }
-    adata.obsm[KEY] = model.get_latent()
-    adata.uns["scivae"] = _uns_safe(
-        {
-            "key_added": KEY,
-            "params": params,
-            "metrics": {k: v for k, v in result.metrics.items() if not isinstance(v, list)},
-            "data": s,
-            "genes": model.genes,
+    if resume:
+        _echo(f"resuming from {output.checkpoint}")
+
+    def fit(checkpointing: dict[str, Any]) -> Any:
+        model.fit(
+            max_epochs=max_epochs,
+            batch_size=batch_size if batch_size is not None else 128,
+            accelerator=accelerator,
+            devices=devices,
+            kl_schedule=kl_schedule,
+            kl_warmup=kl_warmup,
+            seed=seed,
+            lr_schedule=lr_schedule,
+            **({} if lr is None else {"lr": lr}),
+            **checkpointing,
+        )
+        return model.fit_result
+
+    def write(folder: Path, result: Any) -> None:
+        params = {
+            "data": str(data),
+            "layer": layer,
+            "batch_key": batch_key,
+            "likelihood": likelihood,
+            "n_latent": model.module.n_latent,
+            "n_top_genes": n_top_genes,
+            "max_epochs": result.metrics.get("max_epochs"),
+            "batch_size": batch_size if batch_size is not None else 128,
+            "kl_schedule": kl_schedule or "linear",
+            "kl_warmup": kl_warmup,
+            "free_bits": model.module.kl_config.free_bits,
+            "beta": model.module.kl_config.beta,
+            "seed": seed,
         }
-    )
-    with atomic_dir(out) as tmp:
-        model.save(tmp / "model")
-        adata.write_h5ad(tmp / "embedded.h5ad", compression="gzip")
-        write_fit_report(tmp, result, extra={"params": params, "data": s})
+        adata.obsm[KEY] = model.get_latent()  # our in-memory copy; the input file is only read
+        adata.uns["scivae"] = _uns_safe(
+            {
+                "key_added": KEY,
+                "params": params,
+                "metrics": {k: v for k, v in result.metrics.items() if not isinstance(v, list)},
+                "data": s,
+                "genes": model.genes,
+            }
+        )
+        model.save(folder / "model")
+        adata.write_h5ad(folder / "embedded.h5ad", compression="gzip")
+        write_fit_report(folder, result, extra={"params": params, "data": s})
+
+    result = fit_and_publish(output, fit, write, checkpoint_every=checkpoint_every)
     m = result.metrics
     _echo(
         f"trained {m.get('epochs_trained')} epochs in {m.get('time_s')} s "
@@ -182,7 +183,9 @@ def embed(
 ) -> None:
     """Embed new cells with a trained model: writes the input plus obsm["X_scivae"] (latent means) to a new .h5ad."""
     from scivae.cells import CellVAE, read_anndata
+    from scivae.core.checks import positive_int
 
+    positive_int(batch_size, "batch_size")
     data = Path(data)
     if out is None:
         name = data.name[: -len(data.suffix)] if data.suffix else data.name
@@ -192,6 +195,7 @@ def embed(
         raise ScivaeInputError(f"-o {out}: the output is written as .h5ad; pass a path ending in .h5ad")
     if out.exists() and data.exists() and os.path.samefile(out, data):
         raise ScivaeInputError(f"-o {out} is the input file: pass another output path (inputs are never modified)")
+    check_writable(out.parent, "-o")
     model = CellVAE.load(_model_dir(Path(model_dir)))
     adata = read_anndata(data)
     latent = model.get_latent(adata, batch_size=batch_size)

@@ -13,6 +13,7 @@ import torch
 from scivae.cells.data import CellData, CovariateEncoder, align, prepare
 from scivae.cells.module import CellVAEModule
 from scivae.core import BaseModel, FitResult, KLConfig, KLSchedule, iterate_batches, split_indices
+from scivae.core.checks import positive_int
 from scivae.core.persistence import check_config_keys, check_saved_shapes
 from scivae.errors import ModelFormatError, ScivaeInputError
 
@@ -138,6 +139,8 @@ class CellVAE(BaseModel):
             raise ScivaeInputError(
                 f"CellVAE needs an AnnData, got {type(adata).__name__}: read the file with scanpy/anndata first"
             )
+        for name, value in (("n_latent", n_latent), ("n_hidden", n_hidden), ("n_layers", n_layers)):
+            positive_int(value, name)
         data, genes, encoder, _ = prepare(
             adata,
             layer=layer,
@@ -267,6 +270,9 @@ class CellVAE(BaseModel):
         """
         if getattr(self, "data", None) is None:
             raise ScivaeInputError("this model was loaded without data: load it with adata= to train it further")
+        batch_size = positive_int(batch_size, "batch_size")
+        if max_epochs is not None:
+            positive_int(max_epochs, "max_epochs")
         n = self.data.nonempty.size
         if max_epochs is None:
             max_epochs = default_max_epochs(n)

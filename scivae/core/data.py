@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
+from scivae.core.checks import positive_int
 from scivae.errors import ScivaeInputError
 
 ArrayLike = Any  # np.ndarray | scipy.sparse matrix | torch.Tensor
@@ -184,6 +185,7 @@ def iterate_batches(
     arrays: Mapping[str, ArrayLike], batch_size: int = 1024, device: torch.device | str = "cpu"
 ) -> Iterator[dict[str, Tensor]]:
     """Batches of all rows in order, already on ``device`` (for inference: latents, ELBO, sampling)."""
+    positive_int(batch_size, "batch_size")
     n = _n_rows(arrays)
     csr = {k: (v.tocsr() if sp.issparse(v) else v) for k, v in arrays.items()}
     for start in range(0, n, batch_size):

@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from scivae.core.divergence import all_finite
-from scivae.core.training_plan import PROGRESS_BAR_ONLY
+from scivae.core.training_plan import PROGRESS_BAR_ONLY, TRAIN_METRICS
 
 #: File name of the checkpoint a fit keeps (the latest one only).
 CHECKPOINT_FILE = "last.ckpt"
@@ -80,11 +80,15 @@ class HistoryRecorder(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Called before Lightning logs the epoch's training means, but they are already in callback_metrics.
+        # The training means come from the plan: exact over a resume inside the epoch, and absent (not stale, as
+        # Lightning's callback_metrics would keep them) for an epoch whose every step was skipped.
+        own = hasattr(pl_module, "train_epoch_means")
         row: dict[str, float] = {"epoch": int(trainer.current_epoch)}
         for key, value in trainer.callback_metrics.items():
-            if key not in PROGRESS_BAR_ONLY and torch.as_tensor(value).numel() == 1:
-                row[key] = float(value)
-        if hasattr(pl_module, "train_epoch_means"):  # exact over a resume inside the epoch
+            if key in PROGRESS_BAR_ONLY or (own and key in TRAIN_METRICS) or torch.as_tensor(value).numel() != 1:
+                continue
+            row[key] = float(value)
+        if own:
             row.update(pl_module.train_epoch_means())
         self.rows.append(row)
 

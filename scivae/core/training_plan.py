@@ -15,6 +15,8 @@ from scivae.core.module import Batch, VAEModule
 LR_SCHEDULES = ("constant", "cosine")
 #: Metrics logged for the progress bar only (aliases): left out of the fit history.
 PROGRESS_BAR_ONLY = ("val_elbo",)
+#: Per-epoch means of the training steps (see :meth:`VAETrainingPlan.train_epoch_means`).
+TRAIN_METRICS = ("loss_train", "elbo_train", "reconstruction_train", "kl_train", "kl_weight")
 
 
 class VAETrainingPlan(L.LightningModule):
@@ -76,13 +78,9 @@ class VAETrainingPlan(L.LightningModule):
             warnings.warn("non-finite loss: update skipped (see skipped_steps)", RuntimeWarning, stacklevel=2)
             return None
         n = out.reconstruction.shape[0]
-        values = {
-            "loss_train": out.loss.detach(),
-            "elbo_train": out.elbo.mean().detach(),
-            "reconstruction_train": out.reconstruction.mean().detach(),
-            "kl_train": out.kl.mean().detach(),
-            "kl_weight": torch.tensor(float(self.kl_weight), device=out.loss.device),
-        }
+        loss, elbo, rec, kl = out.loss.detach(), out.elbo.mean(), out.reconstruction.mean(), out.kl.mean()
+        weight = torch.tensor(float(self.kl_weight), device=out.loss.device)
+        values = dict(zip(TRAIN_METRICS, (loss, elbo.detach(), rec.detach(), kl.detach(), weight), strict=True))
         self.log_dict(values, on_step=False, on_epoch=True, batch_size=n)
         self._accumulate(values, n)
         return out.loss

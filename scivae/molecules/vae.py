@@ -17,7 +17,13 @@ from scivae.core import BaseModel, FitResult, KLConfig
 from scivae.core.persistence import check_config_keys, check_saved_shapes
 from scivae.errors import ScivaeInputError
 from scivae.molecules.constraints import decoding_constraint
-from scivae.molecules.io import MoleculeSet, canonicalize_many, clean_smiles, read_smiles_file
+from scivae.molecules.io import (
+    MAX_TOKENS_DEFAULT,
+    MoleculeSet,
+    canonicalize_many,
+    clean_smiles,
+    read_smiles_file,
+)
 from scivae.molecules.model import MolVAEModule
 from scivae.molecules.tokenizer import Vocabulary, check_alphabet, detokenize, tokenize, tokenize_many
 
@@ -245,6 +251,12 @@ class MolVAE(BaseModel):
                 raise ScivaeInputError(f"{s!r} is not a valid SMILES: fix or remove it")
         canon_s = [c for c in canon if c is not None]
         tokens = [tokenize(c, self.alphabet) for c in canon_s]
+        for s, t in zip(canon_s, tokens, strict=True):
+            if len(t) > MAX_TOKENS_DEFAULT:
+                raise ScivaeInputError(
+                    f"a molecule of {len(t)} tokens ({s[:40]}...) is over the {MAX_TOKENS_DEFAULT}-token limit: "
+                    "pass drug-sized molecules"
+                )
         x, lengths = self.vocab.encode(tokens, smiles=canon_s)
         return canon_s, {"x": x, "length": lengths}
 
