@@ -235,37 +235,39 @@ def fit_module(
             trainer.fit(plan, datamodule=datamodule, **fit_kwargs)
         except DivergenceError as e:
             diverged = e
+    posterior = None
     if diverged is None and not all_finite(plan.parameters()):
         diverged = DivergenceError(
             f"training diverged: the weights are not finite after the last step; {DIVERGENCE_HINT}"
         )
-    weights_epoch = None
-    if diverged is not None:
-        weights_epoch = _restore_last_good(plan, best, guard)
-    result = _fit_result(module, datamodule, trainer, plan, recorder, monitor, best, weights_epoch, checkpoint)
-    if diverged is None and result.collapse is None:
-        diverged = DivergenceError(
-            f"training diverged: the encoder gives non-finite latents on the validation data; {DIVERGENCE_HINT}"
-        )
-        _restore_last_good(plan, best, guard)
-    if diverged is not None:
-        result.metrics["diverged"] = True
-        diverged.fit_result = result
-        raise diverged
-    if result.collapse is not None and result.collapse.collapsed:
-        warnings.warn(result.collapse.message(), CollapseWarning, stacklevel=2)
-    return result
+    if diverged is None:
+        posterior = posterior_over(module, datamodule.validation_arrays())
+        if not all_finite(posterior):
+            # NaN latents mean the fit diverged; calling that a posterior collapse would send the user the wrong way
+            diverged = DivergenceError(
+                f"training diverged: the encoder gives non-finite latents on the validation data; {DIVERGENCE_HINT}"
+            )
+    if diverged is None:
+        result = _fit_result(module, datamodule, trainer, plan, recorder, monitor, best, checkpoint, posterior)
+        if result.collapse is not None and result.collapse.collapsed:
+            warnings.warn(result.collapse.message(), CollapseWarning, stacklevel=2)
+        return result
+    restored = _restore_last_good(plan, best, guard)
+    result = _fit_result(module, datamodule, trainer, plan, recorder, monitor, best, checkpoint, None, restored)
+    result.metrics["diverged"] = True
+    diverged.fit_result = result
+    raise diverged
 
 
-def _restore_last_good(plan: VAETrainingPlan, best: BestWeights, guard: DivergenceGuard) -> int | None:
-    """Load the best validation weights, else the last finite epoch-end weights; return their epoch."""
+def _restore_last_good(plan: VAETrainingPlan, best: BestWeights, guard: DivergenceGuard) -> tuple[bool, int | None]:
+    """Load the best validation weights, else the last finite epoch-end weights: (loaded, their epoch)."""
     if best.best_state is not None:
         plan.load_state_dict(best.best_state)
-        return best.best_epoch
+        return True, best.best_epoch
     if guard.last_good is not None:
         plan.load_state_dict(guard.last_good)
-        return guard.last_good_epoch
-    return None
+        return True, guard.last_good_epoch
+    return False, None
 
 
 def _fit_result(
@@ -276,28 +278,34 @@ def _fit_result(
     recorder: HistoryRecorder,
     monitor: CollapseMonitor,
     best: BestWeights,
-    weights_epoch: int | None,
     checkpoint: ResumableCheckpoint | None,
+    posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
+    restored: tuple[bool, int | None] | None = None,
 ) -> FitResult:
+    """The result of the weights the module holds: ``restored`` (after a divergence) says whether the last good
+    weights were loaded and from which epoch (``None``: the ones the run started from)."""
     history = recorder.history()
-    mu, logvar = posterior_over(module, datamodule.validation_arrays())
-    # NaN latents say the fit diverged; reporting them as a posterior collapse would send the user the wrong way
+    mu, logvar = posterior if posterior is not None else posterior_over(module, datamodule.validation_arrays())
     collapse = collapse_report(mu, logvar) if all_finite([mu, logvar]) else None
     elapsed = recorder.time_s
     # epochs whose training finished (current_epoch lags by one when a resume finds the run already complete)
     epochs = int(trainer.fit_loop.epoch_progress.current.processed)
     metrics: dict[str, Any] = {"epochs_trained": epochs, "time_s": round(elapsed, 3)}
-    if not history.empty:
-        row = history.iloc[-1]
-        chosen = weights_epoch if weights_epoch is not None else best.best_epoch
-        if chosen is not None and (history["epoch"] == chosen).any():
-            row = history[history["epoch"] == chosen].iloc[-1]
-            if weights_epoch is None:
-                metrics["best_epoch"] = int(row["epoch"])  # only when those weights are the ones returned
+    # the metrics of the epoch whose weights are returned (after a divergence: none for the starting weights)
+    chosen = restored[1] if restored is not None else best.best_epoch
+    rows = history[history["epoch"] == chosen] if chosen is not None and not history.empty else history.iloc[:0]
+    if restored is None and rows.empty and not history.empty:
+        rows = history.iloc[[-1]]
+    if not rows.empty:
+        row = rows.iloc[-1]
+        if restored is None and best.best_epoch is not None and int(row["epoch"]) == best.best_epoch:
+            metrics["best_epoch"] = int(row["epoch"])  # only when those weights are the ones returned
         metrics["weights_epoch"] = int(row["epoch"])
         for col in history.columns:
             if col != "epoch" and pd.notna(row[col]):
                 metrics[col] = float(row[col])
+    else:
+        metrics["weights_epoch"] = None
     metrics["active_units"] = collapse.active_units if collapse is not None else None
     metrics["n_latent"] = module.n_latent
     metrics["optimizer_steps"] = int(trainer.global_step)
