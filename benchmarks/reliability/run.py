@@ -10,10 +10,10 @@ checks the contract: exit code 2, one ``error:`` line on stderr (no traceback), 
 output (nor temporary) left. Part 2 fits a data set uninterrupted, then fits it again while killing the process
 with SIGKILL at random moments (resuming each time with ``--resume``) and compares the two final models:
 optimiser steps, validation ELBO, per-dimension correlation of the latent means, and whether they are equal.
-Cells: PBMC 3k (``datasets/pbmc3k``, or ``--cells FILE``); molecules: a MOSES training subset (``datasets/moses``,
-or ``--molecules FILE``), with the command's default architecture. Part 3 measures, in alternating in-process
-fits on PBMC 3k, what the reliability machinery costs: checkpoints at every epoch end, and the per-step check for
-non-finite gradients.
+Cells: PBMC 3k (``datasets/pbmc3k``, or ``--cells FILE``), 1,000 genes, 30 epochs; molecules: 2,000 MOSES training
+molecules (``datasets/moses``, or ``--molecules FILE``), the command's default architecture, 3 epochs. Part 3
+measures, in alternating in-process fits on PBMC 3k, what the reliability machinery costs: checkpoints at every
+epoch end, and the per-step check for non-finite gradients.
 
 Writes ``results/contract.csv``, ``results/resume.json`` and ``results/overhead.json`` (``--results DIR``) and
 prints the tables.
@@ -85,7 +85,7 @@ def _fit_args(kind: str, data: Path, smoke: bool) -> list[str]:
         epochs = "4" if smoke else "30"
         extra = ["--n-top-genes", "1000", "--max-epochs", epochs, "--n-latent", "10"]
     else:
-        extra = ["--max-epochs", "2" if smoke else "4", "--batch-size", "128"]
+        extra = ["--max-epochs", "2" if smoke else "3", "--batch-size", "128"]
     return ["fit", str(data), *extra, "--accelerator", "cpu", "--seed", "7", "--checkpoint-every", "0.02"]
 
 
@@ -223,12 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="a few corpus cases and one short kill per domain")
     ap.add_argument("--cells", type=Path, default=REPO / "datasets" / "pbmc3k" / "pbmc3k_raw.h5ad")
-    ap.add_argument("--molecules", type=Path, default=None, help="SMILES file (default: 3,000 MOSES molecules)")
+    ap.add_argument(
+        "--molecules", type=Path, default=None, help="SMILES file (default: 2,000 MOSES training molecules)"
+    )
     ap.add_argument("--kills", type=int, default=3, help="SIGKILLs per domain")
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill times")
     ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
     ap.add_argument("--skip", nargs="*", default=[], choices=["corpus", "resume", "overhead"])
+    ap.add_argument("--tables", action="store_true", help="only print the tables of the results already in --results")
     opts = ap.parse_args(argv)
+    if opts.tables:
+        print(tables(opts.results))
+        return 0
     rng = random.Random(opts.seed)
     opts.results.mkdir(parents=True, exist_ok=True)
     info = {**machine(), "load_average_start": os.getloadavg(), "smoke": opts.smoke}
@@ -247,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             if molecules is None:
                 from scivae.datasets import moses
 
-                molecules = work / "moses_3000.smi"
-                molecules.write_text("\n".join(moses("train", n=600 if opts.smoke else 3000, seed=2)) + "\n")
+                molecules = work / "moses_train.smi"
+                molecules.write_text("\n".join(moses("train", n=600 if opts.smoke else 2000, seed=2)) + "\n")
             cells = opts.cells
             if opts.smoke:
                 import anndata as ad
@@ -301,6 +307,50 @@ def resume_table(results: list[dict]) -> str:
             f"{r['latent_correlation_min']:.6f} | {'yes' if r['latents_identical'] else 'no'} |"
         )
     return "\n".join(out)
+
+
+def tables(results: Path) -> str:
+    """Markdown tables of the raw results in ``results`` (what RESULTS.md shows)."""
+    parts = []
+    if (results / "contract.csv").exists():
+        with (results / "contract.csv").open() as fh:
+            rows = [
+                {**r, "input_intact": r["input_intact"] == "True", "no_output_left": r["no_output_left"] == "True",
+                 "pass": r["pass"] == "True"}
+                for r in csv.DictReader(fh)
+            ]  # fmt: skip
+        parts.append(f"{sum(r['pass'] for r in rows)} of {len(rows)} cases keep the whole contract.\n")
+        parts.append(contract_table(rows))
+    if (results / "resume.json").exists():
+        data = json.loads((results / "resume.json").read_text())
+        parts.append(resume_table(data["runs"]))
+        for r in data["runs"]:
+            parts.append(
+                f"- {r['kind']}: `{r['command']}`; wall time uninterrupted {r['wall_s']['uninterrupted']} s, "
+                f"killed and resumed (all runs) {r['wall_s']['killed_and_resumed_total']} s; "
+                f"{r['history_rows']} history rows; leftovers {r['leftovers'] or 'none'}"
+            )
+        m = data["machine"]
+        start, end = m["load_average_start"][0], m["load_average_end"][0]
+        parts.append(
+            f"- machine: {m['cpu']}, {m['logical_cores']} logical cores; load average {start:.1f} at the start, "
+            f"{end:.1f} at the end"
+        )
+    if (results / "overhead.json").exists():
+        o = json.loads((results / "overhead.json").read_text())
+        med = o["median_train_obs_per_s"]
+        parts.append(
+            "| variant (PBMC 3k, 1,000 genes, " + f"{o['epochs_per_fit']} epochs, {o['rounds']} alternating rounds)"
+            " | median cells/s | ratio |\n|---|---:|---:|\n"
+            f"| plain (gradient check on, no checkpoints) | {med['plain']:.0f} | 1 |\n"
+            f"| checkpoint at every epoch end | {med['epoch_checkpoints']:.0f} | "
+            f"{o['ratio_checkpoints_vs_plain']:.3f} |\n"
+            f"| without the non-finite gradient check | {med['no_gradient_check']:.0f} | "
+            f"{1 / o['ratio_plain_vs_no_gradient_check']:.3f} |"
+        )
+        parts.append(f"- checkpoint size {o['checkpoint_bytes'] / 2**20:.1f} MiB; load average at the end "
+                     f"{o['machine']['load_average_end'][0]:.1f}")  # fmt: skip
+    return "\n\n".join(parts)
 
 
 if __name__ == "__main__":
