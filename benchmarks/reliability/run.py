@@ -122,11 +122,17 @@ def kill_and_resume(kind: str, data: Path, work: Path, n_kills: int, smoke: bool
     kills, resume = [], False
     total = 0.0
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    ckpt = out / "checkpoints" / "last.ckpt"
     for _ in range(n_kills):
         cmd = [sys.executable, "-m", "scivae_cli.main", *args, "--out", str(out), *(["--resume"] if resume else [])]
-        delay = rng.uniform(0.25, 0.75) * ref_seconds / (n_kills + 1) + 5.0  # start-up takes ~5 s
+        seen = ckpt.stat().st_mtime_ns if ckpt.exists() else None
         t0 = time.perf_counter()
         child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Once this run has written a checkpoint (training is under way), kill it at a random moment: anywhere in an
+        # epoch, in validation, or while a checkpoint is being written.
+        while child.poll() is None and (not ckpt.exists() or ckpt.stat().st_mtime_ns == seen):
+            time.sleep(0.05)
+        delay = rng.uniform(0.0, 4.0)
         try:
             child.wait(timeout=delay)
             finished = True
@@ -138,13 +144,13 @@ def kill_and_resume(kind: str, data: Path, work: Path, n_kills: int, smoke: bool
         err = child.stderr.read()
         child.stderr.close()
         if finished:  # it ended before the kill: keep what it did
-            kills.append({"after_s": round(delay, 1), "killed": False, "exit_code": child.returncode})
+            kills.append({"after_first_checkpoint_s": round(delay, 2), "killed": False, "exit_code": child.returncode})
             if child.returncode != 0:
                 raise SystemExit(f"fit failed: {err[-2000:]}")
             break
         where = _checkpoint_where(out)
-        kills.append({"after_s": round(delay, 1), "killed": True, "last_checkpoint": where})
-        resume = where != "no checkpoint yet"  # killed before the first checkpoint: the fit starts over
+        kills.append({"after_first_checkpoint_s": round(delay, 2), "killed": True, "last_checkpoint": where})
+        resume = True
     if not (out / "metrics.json").exists():
         t0 = time.perf_counter()
         proc = _scivae([*args, "--out", str(out), *(["--resume"] if resume else [])], timeout=3600)
