@@ -166,8 +166,9 @@ class ResumableCheckpoint(Checkpoint):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         tmp = self.dirpath / f".{CHECKPOINT_FILE}.{os.getpid()}.tmp"
         try:
-            trainer.save_checkpoint(tmp)
-            os.replace(tmp, self.path)
+            trainer.save_checkpoint(tmp)  # every process takes part; the first one writes
+            if trainer.is_global_zero:
+                os.replace(tmp, self.path)
         finally:
             if tmp.exists():
                 tmp.unlink()
