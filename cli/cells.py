@@ -1,6 +1,6 @@
 """``scivae fit CELLS`` and ``scivae embed``: the single-cell commands.
 
-Outputs of ``fit`` (one folder, written atomically: complete or absent)::
+Outputs of ``fit`` (one folder, swapped into place when complete; see :mod:`scivae_cli.fit_output`)::
 
     OUT/model/           the trained model (model.safetensors + config.json)
     OUT/embedded.h5ad    the input plus obsm["X_scivae"] (one row per input cell) and uns["scivae"]
@@ -21,8 +21,9 @@ from typing import Annotated, Any
 
 import typer
 
-from scivae._atomic import atomic_dir, atomic_path
+from scivae._atomic import atomic_path
 from scivae.errors import ScivaeInputError
+from scivae_cli.fit_output import FitOutput, check_writable, fit_and_publish
 
 KEY = "X_scivae"
 
@@ -36,21 +37,6 @@ def default_out(data: Path) -> Path:
     data = Path(data)
     name = data.name[: -len(data.suffix)] if data.suffix else data.name
     return data.parent / f"{name}.scivae"
-
-
-def _check_out(out: Path, data: Path) -> None:
-    """Refuse an output folder that holds the input or unrelated files (it is replaced as a whole)."""
-    out_r, data_r = out.resolve(), data.resolve()
-    if out_r == data_r or out_r in data_r.parents:
-        raise ScivaeInputError(f"--out {out} would contain or replace the input {data}: pass another folder")
-    if out.exists():
-        if not out.is_dir():
-            raise ScivaeInputError(f"--out {out} is an existing file: pass a folder path")
-        ours = (out / "model" / "config.json").exists() or (out / "metrics.json").exists()
-        if any(out.iterdir()) and not ours:
-            raise ScivaeInputError(
-                f"--out {out} exists and is not a scivae output folder (it would be replaced): pass a new folder"
-            )
 
 
 def _uns_safe(d: dict[str, Any]) -> dict[str, Any]:
@@ -85,19 +71,27 @@ def fit_cells(
     patience: int = 20,
     backed: bool = False,
     seed: int = 0,
+    resume: bool = False,
+    force: bool = False,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: float = 10.0,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """Fit a :class:`~scivae.CellVAE` on a single-cell file and write model, embedding and report.
 
     ``None`` means the model's default. Bad input raises :class:`ScivaeInputError` (exit code 2 in the CLI).
     With ``backed`` the ``.h5ad`` is streamed from disk: X is never loaded, and ``embedded.h5ad`` is a copy
     of the input file with the latent added. Under DDP only rank 0 writes the outputs.
+    ``resume``, ``force``, ``checkpoint_dir`` and ``checkpoint_every`` are ``scivae fit``'s options, and
+    ``settings`` what a ``resume`` must repeat (see :class:`~scivae_cli.fit_output.FitOutput`).
     """
     from scivae.cells import CellVAE, read_anndata
     from scivae.core import write_fit_report
 
     data = Path(data)
     out = Path(out) if out is not None else default_out(data)
-    _check_out(out, data)
+    output = FitOutput(out, data, settings=settings, resume=resume, force=force, checkpoint_dir=checkpoint_dir)
+    output.check()
     adata = data if backed else read_anndata(data)
     model = CellVAE(
         adata,
@@ -119,59 +113,67 @@ def fit_cells(
         + f"; {s['n_cells_empty']} empty cells left out of training (still embedded); "
         f"training on {s['n_cells_trained']} cells x {s['n_genes']} genes"
     )
-    model.fit(
-        max_epochs=max_epochs,
-        batch_size=batch_size if batch_size is not None else 128,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_nodes=num_nodes,
-        early_stopping=early_stopping,
-        patience=patience,
-        kl_schedule=kl_schedule,
-        kl_warmup=kl_warmup,
-        seed=seed,
-        lr_schedule=lr_schedule or "constant",
-        max_time=timedelta(minutes=max_time) if max_time is not None else None,
-        **({} if lr is None else {"lr": lr}),
-    )
-    result = model.fit_result
-    assert result is not None
+    if resume:
+        _echo(f"resuming from {output.checkpoint}")
+
+    def fit(checkpointing: dict[str, Any]) -> Any:
+        model.fit(
+            max_epochs=max_epochs,
+            batch_size=batch_size if batch_size is not None else 128,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            num_nodes=num_nodes,
+            early_stopping=early_stopping,
+            patience=patience,
+            kl_schedule=kl_schedule,
+            kl_warmup=kl_warmup,
+            seed=seed,
+            lr_schedule=lr_schedule or "constant",
+            max_time=timedelta(minutes=max_time) if max_time is not None else None,
+            **({} if lr is None else {"lr": lr}),
+            **checkpointing,
+        )
+        return model.fit_result
+
+    def write(folder: Path, result: Any) -> None:
+        params = {
+            "data": str(data),
+            "layer": layer,
+            "batch_key": batch_key,
+            "likelihood": likelihood,
+            "n_latent": model.module.n_latent,
+            "n_top_genes": n_top_genes,
+            "max_epochs": result.metrics.get("max_epochs"),
+            "batch_size": batch_size if batch_size is not None else 128,
+            "kl_schedule": kl_schedule or "linear",
+            "kl_warmup": kl_warmup,
+            "free_bits": model.module.kl_config.free_bits,
+            "beta": model.module.kl_config.beta,
+            "seed": seed,
+            "backed": backed,
+            "devices": devices,
+            "strategy": strategy,
+            "num_nodes": num_nodes,
+        }
+        latent = model.get_latent()
+        uns = _uns_safe(
+            {
+                "key_added": KEY,
+                "params": params,
+                "metrics": {k: v for k, v in result.metrics.items() if not isinstance(v, list)},
+                "data": s,
+                "genes": model.genes,
+            }
+        )
+        model.save(folder / "model")
+        # in memory: our copy gets the latent (the input file is only read); backed: the file is copied
+        _write_embedded(data if backed else adata, folder / "embedded.h5ad", KEY, latent, uns)
+        write_fit_report(folder, result, extra={"params": params, "data": s})
+
+    result = fit_and_publish(output, fit, write, checkpoint_every=checkpoint_every)
     if not result.is_global_zero:  # the other DDP processes only trained
         return
-    params = {
-        "data": str(data),
-        "layer": layer,
-        "batch_key": batch_key,
-        "likelihood": likelihood,
-        "n_latent": model.module.n_latent,
-        "n_top_genes": n_top_genes,
-        "max_epochs": result.metrics.get("max_epochs"),
-        "batch_size": batch_size if batch_size is not None else 128,
-        "kl_schedule": kl_schedule or "linear",
-        "kl_warmup": kl_warmup,
-        "free_bits": model.module.kl_config.free_bits,
-        "beta": model.module.kl_config.beta,
-        "seed": seed,
-        "backed": backed,
-        "devices": devices,
-        "strategy": strategy,
-        "num_nodes": num_nodes,
-    }
-    latent = model.get_latent()
-    uns = _uns_safe(
-        {
-            "key_added": KEY,
-            "params": params,
-            "metrics": {k: v for k, v in result.metrics.items() if not isinstance(v, list)},
-            "data": s,
-            "genes": model.genes,
-        }
-    )
-    with atomic_dir(out) as tmp:
-        model.save(tmp / "model")
-        _write_embedded(data if backed else adata, tmp / "embedded.h5ad", KEY, latent, uns)
-        write_fit_report(tmp, result, extra={"params": params, "data": s})
     m = result.metrics
     _echo(
         f"trained {m.get('epochs_trained')} epochs in {m.get('time_s')} s "
@@ -219,7 +221,9 @@ def embed(
 ) -> None:
     """Embed new cells with a trained model: writes the input plus obsm["X_scivae"] (latent means) to a new .h5ad."""
     from scivae.cells import CellVAE, read_anndata
+    from scivae.core.checks import positive_int
 
+    positive_int(batch_size, "batch_size")
     data = Path(data)
     if out is None:
         name = data.name[: -len(data.suffix)] if data.suffix else data.name
@@ -229,6 +233,7 @@ def embed(
         raise ScivaeInputError(f"-o {out}: the output is written as .h5ad; pass a path ending in .h5ad")
     if out.exists() and data.exists() and os.path.samefile(out, data):
         raise ScivaeInputError(f"-o {out} is the input file: pass another output path (inputs are never modified)")
+    check_writable(out.parent, "-o")
     model = CellVAE.load(_model_dir(Path(model_dir)))
     source: Any = data if backed else read_anndata(data)
     latent = model.get_latent(source, batch_size=batch_size)

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from scivae._atomic import write_text_atomic
-from scivae.errors import ScivaeInputError
+from scivae_cli.fit_output import check_writable
 
 
 def format_table(metrics: dict[str, float]) -> str:
@@ -49,11 +49,17 @@ def evaluate(
     batch_size: int = typer.Option(512, "--batch-size", help="ChemNet batch size."),
 ) -> None:
     """MOSES metrics of generated molecules: valid, unique@k, Novelty, IntDiv, Filters, FCD, SNN, Frag, Scaf."""
+    from scivae.core.checks import check_device, positive_int
     from scivae.molecules.io import read_smiles_entries
     from scivae.molecules.metrics import ReferenceStats, compute_metrics, compute_reference_stats
 
-    if batch_size < 1:
-        raise ScivaeInputError(f"--batch-size must be a positive integer, got {batch_size}")
+    positive_int(batch_size, "batch_size")
+    if n_jobs != -1:
+        positive_int(n_jobs, "n_jobs", flag="--n-jobs (-1: all cores)")
+    check_device(device)
+    for target, flag in ((json_out, "--json"), (test_stats if test is not None else None, "--test-stats")):
+        if target is not None:
+            check_writable(Path(target).parent, flag)
     # one --column for all three files, which may mix .smi and .csv: it is ignored for .smi files
     gen_smiles = read_smiles_entries(gen, column, what="generated", strict_column=False)
     train_smiles = None

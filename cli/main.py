@@ -1,7 +1,8 @@
 """``scivae``: fit, embed, generate, interpolate and evaluate from the shell.
 
 Every command reports bad input as one ``error: ...`` line on stderr that names the fix, and exits with
-code 2 without a traceback.
+code 2 without a traceback. A fit that diverges exits with code 3 (after writing its last good weights), one
+that runs out of memory or disk with code 1, an interrupted one with 130.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from scivae import __version__
-from scivae.errors import ScivaeInputError
+from scivae.errors import DivergenceError, ScivaeInputError
 
 app = typer.Typer(
     name="scivae",
@@ -28,6 +29,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+#: fit options that do not change the result (they may differ between a fit and its --resume)
+_NOT_SETTINGS = ("data", "out", "threads", "resume", "force", "checkpoint_dir", "checkpoint_every")
 
 CELL_SUFFIXES = (".h5ad", ".zarr", ".h5")
 MOLECULE_SUFFIXES = (".smi", ".txt", ".csv", ".csv.gz", ".smi.gz", ".txt.gz")
@@ -39,21 +43,39 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn :class:`ScivaeInputError` (and unreadable files) into a one-line error and exit code 2."""
+    """Turn :class:`ScivaeInputError` (and unusable paths) into a one-line error and exit code 2; a diverged fit
+    into exit code 3; running out of memory or disk into exit code 1, all without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ScivaeInputError as e:
-            fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            fail(_first_line(e))
+        except DivergenceError as e:
+            typer.echo(f"error: {_first_line(e)}", err=True)
+            raise typer.Exit(code=3) from None
         except FileNotFoundError as e:
             fail(f"{e.filename or e}: no such file; check the path")
         except IsADirectoryError as e:
             fail(f"{e.filename}: is a directory, expected a file")
+        except NotADirectoryError as e:
+            fail(f"{e.filename}: a part of this path is a file, not a folder; check the path")
         except PermissionError as e:
             fail(f"{e.filename}: permission denied; choose another output path")
+        except MemoryError:
+            typer.echo("error: out of memory: use a machine with more memory, or fewer cells/genes/molecules", err=True)
+            raise typer.Exit(code=1) from None
+        except OSError as e:  # a full disk, a lost network file system...
+            where = f"{e.filename}: " if e.filename else ""
+            typer.echo(f"error: {where}{e.strerror or _first_line(e)}; free space or choose another path", err=True)
+            raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(code=130) from None
@@ -203,14 +225,47 @@ def fit(
         int,
         typer.Option(help="CPU threads for torch (small models: one thread is usually fastest on a busy machine)."),
     ] = 1,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted fit from its last checkpoint (same options).")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a finished output, or start an interrupted fit over.")
+    ] = False,
+    checkpoint_dir: Annotated[
+        Path | None, typer.Option(help="Where checkpoints go (default OUT/checkpoints; removed after a finished fit).")
+    ] = None,
+    checkpoint_every: Annotated[
+        float, typer.Option(help="Minutes between checkpoints inside an epoch (0: at epoch ends only).")
+    ] = 10.0,
 ) -> None:
-    """Fit a VAE on a count matrix (.h5ad) or a SMILES file, and write the model, embedding and report."""
+    """Fit a VAE on a count matrix (.h5ad) or a SMILES file, and write the model, embedding and report.
+
+    A checkpoint is kept at every epoch end (and every --checkpoint-every minutes) while the fit runs: after an
+    interruption, even kill -9, the same command with --resume continues it and ends with the same model.
+    """
+    # everything that determines the fit: a --resume must repeat it
+    settings = {k: v for k, v in locals().items() if k not in _NOT_SETTINGS}
+    from scivae.core.checks import check_accelerator, positive_float, positive_int
+    from scivae.core.schedules import make_schedule
+    from scivae_cli.fit_output import input_identity
+
     if not data.exists():
         raise ScivaeInputError(f"{data}: no such file or folder; check the path")
-    if threads < 1:
-        raise ScivaeInputError(f"--threads must be >= 1, got {threads}")
-    if num_nodes < 1 or patience < 1:
-        raise ScivaeInputError(f"--num-nodes and --patience must be >= 1, got {num_nodes} and {patience}")
+    positive_int(threads, "threads")
+    for name in ("n_latent", "max_epochs", "batch_size", "n_top_genes", "max_length"):
+        if locals()[name] is not None:
+            positive_int(locals()[name], name)
+    positive_int(num_nodes, "num_nodes")
+    positive_int(patience, "patience")
+    if kl_warmup is not None:
+        positive_int(kl_warmup, "kl_warmup", minimum=0)
+    if free_bits is not None:
+        positive_float(free_bits, "free_bits", allow_zero=True)
+    if beta is not None:
+        positive_float(beta, "beta")
+    positive_float(checkpoint_every, "checkpoint_every", allow_zero=True)
+    check_accelerator(accelerator, devices)
+    make_schedule(kl_schedule)
     kind = _data_kind(data)
     import torch
 
@@ -234,6 +289,11 @@ def fit(
         early_stopping=early_stopping,
         patience=patience,
         seed=seed,
+        resume=resume,
+        force=force,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        settings={**settings, "input": input_identity(data)},
     )
     from scivae.core.training_plan import LR_SCHEDULES
 
@@ -248,6 +308,10 @@ def fit(
             raise ScivaeInputError(
                 "--alphabet, --column, --max-length and --architecture apply to molecule files, not to cells"
             )
+        from scivae.cells.likelihoods import LIKELIHOODS
+
+        if likelihood not in LIKELIHOODS:
+            raise ScivaeInputError(f"unknown likelihood {likelihood!r}: use one of {', '.join(LIKELIHOODS)}")
         runner = importlib.import_module("scivae_cli.cells").fit_cells
         runner(
             data,
@@ -263,6 +327,10 @@ def fit(
             raise ScivaeInputError(
                 "--layer, --batch-key, --likelihood, --n-top-genes and --backed apply to cells, not to molecules"
             )
+        from scivae.molecules.tokenizer import check_alphabet
+
+        if alphabet is not None:
+            check_alphabet(alphabet)
         runner = importlib.import_module("scivae_cli.molecules").fit_molecules
         runner(data, alphabet=alphabet, column=column, max_length=max_length, architecture=architecture, **common)
 

@@ -15,6 +15,7 @@ import typer
 
 from scivae._atomic import write_text_atomic
 from scivae.errors import ScivaeInputError
+from scivae_cli.fit_output import FitOutput, check_writable, fit_and_publish
 
 #: Defaults of ``scivae fit`` on molecules (None on the command line means "use these"); ``check_samples``
 #: prior samples are drawn after the fit for the report's validity figure. Everything else is
@@ -22,6 +23,8 @@ from scivae.errors import ScivaeInputError
 FIT_DEFAULTS: dict[str, Any] = {"max_epochs": 50, "batch_size": 128, "check_samples": 1000}
 #: Extra :class:`~scivae.MolVAE` arguments of ``scivae fit`` (empty: the model's defaults; tests shrink it).
 MODEL_OVERRIDES: dict[str, Any] = {}
+#: The prior samples drawn after the fit (``smiles``, ``valid``), written beside the model and the report.
+SAMPLES_FILE = "samples.csv"
 
 
 def _echo(msg: str) -> None:
@@ -63,27 +66,34 @@ def fit_molecules(
     early_stopping: bool = True,
     patience: int = 20,
     seed: int = 0,
+    resume: bool = False,
+    force: bool = False,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: float = 10.0,
+    settings: dict[str, Any] | None = None,
 ) -> None:
-    """Train a molecule VAE on a SMILES file; write ``OUT/model/`` and the fit report into ``OUT/``.
+    """Train a molecule VAE on a SMILES file; write ``OUT/model/``, ``OUT/samples.csv`` and the fit report.
 
     ``None`` arguments take :class:`~scivae.MolVAE`'s defaults (architecture sized for the device, 50 epochs
-    with early stopping or ``max_time`` minutes, batch 128, cosine learning rate, linear KL warm-up).
+    with early stopping or ``max_time`` minutes, batch 128, cosine learning rate, linear KL warm-up). The three
+    outputs appear together, as one folder swapped into place (see :mod:`scivae_cli.fit_output` for
+    ``resume``, ``force`` and checkpoints).
     """
     from scivae.core import make_schedule, write_fit_report
+    from scivae.core.checks import positive_int
     from scivae.molecules import MolVAE, read_smiles_file
     from scivae.molecules.tokenizer import check_alphabet
 
     data = Path(data)
     alphabet = check_alphabet(alphabet or MolVAE.DEFAULT_ALPHABET)
     out = Path(out) if out is not None else default_out(data)
-    if out.resolve() == data.resolve():
-        raise ScivaeInputError(f"--out {out} is the input file: choose an output folder")
-    if out.exists() and not out.is_dir():
-        raise ScivaeInputError(f"--out {out} exists and is a file: choose an output folder")
-    epochs = max_epochs if max_epochs is not None else FIT_DEFAULTS["max_epochs"]
-    bs = batch_size if batch_size is not None else FIT_DEFAULTS["batch_size"]
-    if epochs < 1 or bs < 1:
-        raise ScivaeInputError("--max-epochs and --batch-size must be >= 1")
+    epochs = positive_int(max_epochs if max_epochs is not None else FIT_DEFAULTS["max_epochs"], "max_epochs")
+    bs = positive_int(batch_size if batch_size is not None else FIT_DEFAULTS["batch_size"], "batch_size")
+    options: dict[str, Any] = {"lr": lr, "lr_schedule": lr_schedule, "kl_warmup": kl_warmup, "max_time": max_time}
+    if kl_schedule is not None:
+        options["kl_schedule"] = make_schedule(kl_schedule, warmup=kl_warmup)
+    output = FitOutput(out, data, settings=settings, resume=resume, force=force, checkpoint_dir=checkpoint_dir)
+    output.check()
 
     molecules = read_smiles_file(data, column=column, max_length=max_length)
     _echo(f"read {molecules.summary()}")
@@ -96,50 +106,60 @@ def fit_molecules(
         kwargs["beta"] = beta
     vae = MolVAE(molecules, **kwargs)
     _echo(f"{vae!r}; vocabulary of {len(vae.vocab)} tokens, longest molecule {vae.vocab.max_tokens} tokens")
-    options = {"lr": lr, "lr_schedule": lr_schedule, "kl_warmup": kl_warmup, "max_time": max_time}
-    if kl_schedule is not None:
-        options["kl_schedule"] = make_schedule(kl_schedule, warmup=kl_warmup)
-    result = vae.fit(
-        max_epochs=epochs,
-        batch_size=bs,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_nodes=num_nodes,
-        early_stopping=early_stopping,
-        patience=patience,
-        seed=seed,
-        **{k: v for k, v in options.items() if v is not None},
-    )
+    if resume:
+        _echo(f"resuming from {output.checkpoint}")
+
+    def fit(checkpointing: dict[str, Any]) -> Any:
+        return vae.fit(
+            max_epochs=epochs,
+            batch_size=bs,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            num_nodes=num_nodes,
+            early_stopping=early_stopping,
+            patience=patience,
+            seed=seed,
+            **{k: v for k, v in options.items() if v is not None},
+            **checkpointing,
+        )
+
+    n_check = int(FIT_DEFAULTS["check_samples"])
+    prior: dict[str, Any] = {}
+
+    def write(folder: Path, result: Any) -> None:
+        check = vae.sample(n_check, seed=seed)
+        valid = check.loc[check["valid"], "smiles"]
+        prior.update(
+            n=n_check,
+            valid=float(check["valid"].mean()),
+            unique_valid=int(valid.nunique()),
+            novel_valid=int(len(set(valid) - set(vae.training_smiles))),
+            seed=seed,
+        )
+        extra = {
+            "data": {
+                "path": str(data),
+                "alphabet": alphabet,
+                "n_molecules": len(vae.training_smiles),
+                "summary": vae.data_summary,
+            },
+            "prior_samples": dict(prior),
+        }
+        vae.save(folder / "model")
+        check.to_csv(folder / SAMPLES_FILE, index=False)
+        write_fit_report(folder, result, extra=extra)
+
+    result = fit_and_publish(output, fit, write, checkpoint_every=checkpoint_every)
     if not result.is_global_zero:  # the other DDP processes only trained
         return
-    vae.save(out / "model")
-    n_check = int(FIT_DEFAULTS["check_samples"])
-    check = vae.sample(n_check, seed=seed)
-    extra = {
-        "data": {
-            "path": str(data),
-            "alphabet": alphabet,
-            "n_molecules": len(vae.training_smiles),
-            "summary": vae.data_summary,
-        },
-        "prior_samples": {
-            "n": n_check,
-            "valid": float(check["valid"].mean()),
-            "unique_valid": int(check.loc[check["valid"], "smiles"].nunique()),
-            "novel_valid": int(len(set(check.loc[check["valid"], "smiles"]) - set(vae.training_smiles))),
-            "seed": seed,
-        },
-    }
-    write_fit_report(out, result, extra=extra)
     m = result.metrics
     _echo(
         f"trained {m.get('epochs_trained')} epochs in {m.get('time_s', 0):.0f} s; validation ELBO "
         f"{m.get('elbo_validation', float('nan')):.2f} nats/molecule, KL {m.get('kl_validation', float('nan')):.2f}, "
-        f"{m.get('active_units')}/{vae.n_latent} active units; {n_check} prior samples: "
-        f"{extra['prior_samples']['valid']:.3f} valid"
+        f"{m.get('active_units')}/{vae.n_latent} active units; {n_check} prior samples: {prior['valid']:.3f} valid"
     )
-    _echo(f"model: {out / 'model'}  report: {out / 'metrics.json'}")
+    _echo(f"model: {out / 'model'}  samples: {out / SAMPLES_FILE}  report: {out / 'metrics.json'}")
 
 
 def _load(model_dir: Path) -> Any:
@@ -178,10 +198,16 @@ def generate(
     ] = True,
 ) -> None:
     """Sample molecules from a trained molecule VAE's prior; print SMILES or write them to a file."""
+    from scivae.core.checks import positive_float, positive_int
+
     if n < 1:
         raise ScivaeInputError(f"-n must be >= 1, got {n}")
+    positive_float(temperature, "temperature")
+    positive_int(batch_size, "batch_size")
     if output is not None and output.suffix.lower() not in (".smi", ".txt", ".csv"):
         raise ScivaeInputError(f"{output.name}: write to a .smi, .txt or .csv file")
+    if output is not None:
+        check_writable(output.parent, "-o")
     vae = _load(model_dir)
     df = vae.sample(
         n, temperature=temperature, greedy=not sample_tokens, batch_size=batch_size, seed=seed, syntax=syntax

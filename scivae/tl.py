@@ -86,7 +86,10 @@ def embed(
         raise ScivaeInputError(f"embed needs an AnnData, got {type(adata).__name__}")
     init_names = set(inspect.signature(CellVAE.__init__).parameters) - {"self", "adata"}
     fit_names = set(inspect.signature(CellVAE.fit).parameters) - {"self", "fit_kwargs"}
-    fit_core = {"checkpoint_dir", "log_dir", "max_time", "n_samples", "precision", "gradient_clip_val"}
+    fit_core = {
+        "checkpoint_dir", "log_dir", "max_time", "n_samples", "precision", "gradient_clip_val", "resume_from",
+        "checkpoint_every_minutes", "max_skipped_steps",
+    }  # fmt: skip
     unknown = set(kwargs) - init_names - fit_names - fit_core
     if unknown:
         raise ScivaeInputError(

@@ -24,6 +24,9 @@ logger = logging.getLogger("scivae.cells")
 _CHUNK = 1 << 22  # values per chunk when scanning .data: bounds the temporary memory of the checks
 _INT_TOL = 1e-4  # float counts written by other tools may carry tiny rounding noise
 _LOG_MAX = 30.0  # non-integer data whose maximum is below this is almost surely log-normalised
+#: Fewest genes and cells with counts a model is trained on (embedding new cells has no minimum).
+MIN_GENES = 2
+MIN_CELLS = 10
 
 
 def _layer_hint(source: str) -> str:
@@ -483,6 +486,16 @@ def trained_cells(
     nonempty = np.flatnonzero(totals > 0)
     if nonempty.size == 0:
         raise ScivaeInputError(f"every cell of {source} has zero counts over the selected genes: pass data with counts")
+    if n_genes < MIN_GENES:
+        raise ScivaeInputError(
+            f"{source} has {n_genes} gene with counts: a VAE needs at least {MIN_GENES} genes; pass the whole "
+            "count matrix (all genes), not a subset"
+        )
+    if nonempty.size < MIN_CELLS:
+        raise ScivaeInputError(
+            f"{source} has {nonempty.size} cell(s) with counts: training needs at least {MIN_CELLS} (to learn and "
+            "to validate on); pass the whole data set"
+        )
     summary = {
         "counts_source": source,
         "n_cells_input": int(shape[0]),
@@ -512,8 +525,8 @@ def align(adata: ad.AnnData, genes: Sequence[str], encoder: CovariateEncoder, la
     if missing:
         raise ScivaeInputError(
             f"{len(missing)} of the model's {len(genes)} genes are missing from the new data's {source} "
-            "gene names "
-            f"(e.g. {', '.join(missing[:5])}): pass data with the training genes as var_names"
+            f"gene names ({len(genes) - len(missing)} overlap; e.g. {', '.join(missing[:5])} are missing): pass "
+            "data with the training genes as var_names"
         )
     covs = encoder.transform(adata.obs)
     counts = _as_float_csr(matrix, position)

@@ -21,8 +21,10 @@ from scivae.cells.streaming import (
     streaming_split,
 )
 from scivae.core import BaseModel, FitResult, KLConfig, KLSchedule, split_indices
+from scivae.core.checks import positive_int
 from scivae.core.device_data import iterate_device_batches
-from scivae.errors import ScivaeInputError
+from scivae.core.persistence import check_config_keys, check_saved_shapes
+from scivae.errors import ModelFormatError, ScivaeInputError
 
 #: Upper bound of the default number of epochs (the rule follows scvi-tools, see :func:`default_max_epochs`).
 MAX_DEFAULT_EPOCHS = 400
@@ -49,6 +51,25 @@ def _seeded(seed: int | None) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def _check_saved(config: dict[str, Any], state: dict[str, Any]) -> None:
+    """Keys and gene count of a saved cell model, checked before anything is built."""
+    import dataclasses
+    import inspect
+
+    check_config_keys(config, set(inspect.signature(CellVAEModule.__init__).parameters) - {"self"})
+    if isinstance(config.get("kl_config"), dict):
+        check_config_keys(config["kl_config"], {f.name for f in dataclasses.fields(KLConfig)}, "kl_config")
+    check_config_keys(state, {"genes", "layer", "covariates", "data_summary", "metrics"}, "adapter_state")
+    covariates = state.get("covariates")
+    check_config_keys(covariates or {}, {f.name for f in dataclasses.fields(CovariateEncoder)}, "covariates")
+    genes = state.get("genes")
+    if not isinstance(genes, list) or len(genes) != config.get("n_genes") or not isinstance(covariates, dict):
+        raise ModelFormatError(
+            f"the model's config.json lists {len(genes) if isinstance(genes, list) else 'no'} genes for a model of "
+            f"{config.get('n_genes')!r} genes, or no covariates: the model directory is damaged; re-fit"
+        )
 
 
 class CellVAE(BaseModel):
@@ -134,6 +155,8 @@ class CellVAE(BaseModel):
                 f"CellVAE needs an AnnData, got {type(adata).__name__}: read the file with scanpy/anndata first "
                 "(or pass backed=True to stream an .h5ad path)"
             )
+        for name, value in (("n_latent", n_latent), ("n_hidden", n_hidden), ("n_layers", n_layers)):
+            positive_int(value, name)
         data, genes, encoder, _ = (prepare_backed if backed else prepare)(
             adata,
             layer=layer,
@@ -265,6 +288,9 @@ class CellVAE(BaseModel):
         """
         if getattr(self, "data", None) is None:
             raise ScivaeInputError("this model was loaded without data: load it with adata= to train it further")
+        batch_size = positive_int(batch_size, "batch_size")
+        if max_epochs is not None:
+            positive_int(max_epochs, "max_epochs")
         n = self.data.nonempty.size
         if max_epochs is None:
             max_epochs = default_max_epochs(n)
@@ -493,17 +519,12 @@ class CellVAE(BaseModel):
     def _from_saved(
         cls, state_dict: dict[str, torch.Tensor], meta: dict[str, Any], adata: ad.AnnData | None = None
     ) -> CellVAE:
-        state = meta["adapter_state"]
+        state, config = meta["adapter_state"], meta["config"]
+        _check_saved(config, state)
+        check_saved_shapes(lambda: cls._new_module(**dict(config)), state_dict)
         model = cls.__new__(cls)
-        model.module = cls._new_module(**meta["config"])
-        missing, unexpected = model.module.load_state_dict(state_dict, strict=False)
-        if missing or unexpected:
-            from scivae.errors import ModelFormatError
-
-            raise ModelFormatError(
-                f"the saved weights do not fit the saved configuration ({len(missing)} missing, "
-                f"{len(unexpected)} unexpected tensors): the model directory is corrupt; re-run the fit"
-            )
+        model.module = cls._new_module(**dict(config))
+        model.module.load_state_dict(state_dict)
         model.module.eval()
         model.genes = list(state["genes"])
         model.layer = state.get("layer")

@@ -1,9 +1,11 @@
-"""Lightning callbacks: KL annealing, collapse diagnostics and best-weight restoration."""
+"""Lightning callbacks: KL annealing, collapse diagnostics and best-weight restoration (all resumable)."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+from typing import Any
 
 import lightning as L
 import torch
@@ -16,12 +18,27 @@ from scivae.core.training_plan import VAETrainingPlan
 
 
 class KLAnnealing(L.Callback):
-    """Sets ``plan.kl_weight = schedule(global_step)`` before every training step."""
+    """Sets ``plan.kl_weight = schedule(global_step)`` before every training step.
+
+    The schedule is bound to the run length once; a resumed fit restores the bound schedule from the checkpoint
+    instead of re-binding it to the new run.
+    """
 
     def __init__(self, schedule: KLSchedule) -> None:
         self.schedule = schedule
+        self._restored = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule.to_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for key, value in state_dict["schedule"].items():
+            setattr(self.schedule, key, value)
+        self._restored = True
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._restored:
+            return
         total = trainer.estimated_stepping_batches
         if not math.isfinite(total):
             total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else 10_000
@@ -50,6 +67,12 @@ class CollapseMonitor(L.Callback):
     def __init__(self, threshold: float = 0.01) -> None:
         self.threshold = threshold
         self.history: list[CollapseReport] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [dataclasses.asdict(r) for r in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [CollapseReport(**r) for r in state_dict["history"]]
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not isinstance(pl_module, VAETrainingPlan):
@@ -118,6 +141,19 @@ class BestWeights(L.Callback):
             self.best_score = float(score)
             self.best_epoch = trainer.current_epoch
             self._state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.state_dict().items()})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "weights": self._state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = float(state_dict["best_score"])
+        self.best_epoch = state_dict["best_epoch"]
+        self._state = state_dict["weights"]
+
+    @property
+    def best_state(self) -> dict[str, torch.Tensor] | None:
+        """The best weights so far (a CPU copy of the plan's state dict), or ``None``."""
+        return self._state
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._state is not None:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
+from scivae.core.checks import positive_int
 from scivae.core.distributed import rank_world
 from scivae.errors import ScivaeInputError
 
@@ -158,6 +159,50 @@ class RankShardedBatchSampler(Sampler[list[int]]):
             yield shard_batch(pending, rank, world).tolist()
 
 
+class ResumableBatchSampler(Sampler[list[int]]):
+    """A shuffling batch sampler that can restart an epoch at any batch (for resumable fits).
+
+    It wraps a batch sampler whose randomness all comes from ``generator`` (a :class:`RandomSampler` in a
+    :class:`BatchSampler`, or :class:`GroupedBatchSampler`) and draws each epoch's batches when the epoch starts.
+    Its state is the generator state at that moment plus the number of batches already trained on, so a resumed
+    fit sees the same batches in the same order as an uninterrupted one.
+
+    Parameters
+    ----------
+    inner
+        The batch sampler to wrap.
+    generator
+        The generator ``inner`` draws from (it advances every epoch).
+    """
+
+    def __init__(self, inner: Sampler[list[int]], generator: torch.Generator) -> None:
+        self.inner = inner
+        self.generator = generator
+        self._epoch_start: Tensor | None = None
+        self._skip = 0
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self._epoch_start = self.generator.get_state()
+        batches = list(self.inner)  # the whole epoch's order is drawn now
+        skip, self._skip = self._skip, 0
+        yield from batches[skip:]
+
+    def state_dict(self, batches_done: int | None = None) -> dict[str, Any]:
+        """State to resume from: inside the current epoch after ``batches_done`` batches, or (``None``) at the
+        start of the next epoch."""
+        if batches_done is None or self._epoch_start is None:
+            return {"generator": self.generator.get_state(), "skip": 0}
+        return {"generator": self._epoch_start.clone(), "skip": int(batches_done)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`: the next epoch drawn replays the saved one and skips its done batches."""
+        self.generator.set_state(state["generator"])
+        self._skip = int(state["skip"])
+
+
 def _loader(
     arrays: Mapping[str, ArrayLike],
     rows: np.ndarray,
@@ -168,19 +213,23 @@ def _loader(
 ) -> DataLoader:
     dataset = _Rows(arrays, rows)
     sizes = None if group_by is None else np.asarray(arrays[group_by])[rows]
+    # The loader's own generator only seeds (unused) workers; without it every new iterator would draw from the
+    # global RNG, which a resumed fit could not replay.
+    base_seed = torch.Generator().manual_seed(seed)
     if shuffle:
         generator = torch.Generator().manual_seed(seed)
         if sizes is not None:
-            batches: Any = GroupedBatchSampler(sizes, batch_size, generator)
+            inner: Sampler[list[int]] = GroupedBatchSampler(sizes, batch_size, generator)
         else:
-            batches = BatchSampler(RandomSampler(range(len(rows)), generator=generator), batch_size, drop_last=False)
+            inner = BatchSampler(RandomSampler(range(len(rows)), generator=generator), batch_size, drop_last=False)
+        batches: Any = ResumableBatchSampler(inner, generator)
     elif sizes is not None:  # fixed order, sorted by size: the same batches every epoch, little padding
         batches = BatchSampler(np.argsort(sizes, kind="stable").tolist(), batch_size, drop_last=False)
     else:
         batches = BatchSampler(SequentialSampler(range(len(rows))), batch_size, drop_last=False)
     if rank_world()[1] > 1:
         batches = RankShardedBatchSampler(batches)
-    return DataLoader(dataset, sampler=batches, batch_size=None)
+    return DataLoader(dataset, sampler=batches, batch_size=None, generator=base_seed)
 
 
 def iterate_batches(
@@ -191,6 +240,7 @@ def iterate_batches(
     ``arrays`` is a dict of row-aligned arrays, or a batch source: any object whose ``batches(batch_size)``
     yields its rows in order as dicts of tensors (an out-of-core data set streamed from disk).
     """
+    positive_int(batch_size, "batch_size")
     if not isinstance(arrays, Mapping):
         for batch in arrays.batches(batch_size):
             yield {k: v.to(device) for k, v in batch.items()}
@@ -260,11 +310,28 @@ class ArrayDataModule(L.LightningDataModule):
             train_indices, validation_indices = split_indices(self.n_obs, validation_fraction, seed)
         self.train_indices = np.asarray(train_indices)
         self.validation_indices = np.asarray(validation_indices if validation_indices is not None else [], dtype=int)
+        self._train_sampler: ResumableBatchSampler | None = None
+        self._sampler_resume: Mapping[str, Any] | None = None
 
     def train_dataloader(self) -> DataLoader:
-        return _loader(
+        loader = _loader(
             self.arrays, self.train_indices, self.batch_size, shuffle=True, seed=self.seed, group_by=self.group_by
         )
+        sampler = loader.sampler
+        sampler = sampler.batch_sampler if isinstance(sampler, RankShardedBatchSampler) else sampler
+        self._train_sampler = sampler if isinstance(sampler, ResumableBatchSampler) else None
+        if self._train_sampler is not None and self._sampler_resume is not None:
+            self._train_sampler.load_state_dict(self._sampler_resume)
+        self._sampler_resume = None
+        return loader
+
+    def train_sampler_state(self, batches_done: int | None = None) -> dict[str, Any] | None:
+        """The training sampler's resume state (see :meth:`ResumableBatchSampler.state_dict`)."""
+        return None if self._train_sampler is None else self._train_sampler.state_dict(batches_done)
+
+    def resume_train_sampler(self, state: Mapping[str, Any] | None) -> None:
+        """Have the next training loader continue from a :meth:`train_sampler_state`."""
+        self._sampler_resume = state
 
     def val_dataloader(self) -> DataLoader | list:
         if len(self.validation_indices) == 0:

@@ -6,6 +6,8 @@ and outputs behave the same with one process or many.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -16,6 +18,19 @@ def rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def launched_rank() -> int:
+    """0 for the first process of a launched distributed run (or a run without a launcher), > 0 for the others,
+    read before any process group exists.
+
+    Lightning's DDP launcher re-runs the command in child processes (``LOCAL_RANK`` > 0), torchrun sets
+    ``RANK`` and SLURM ``SLURM_PROCID``; a command that writes outputs lets only rank 0 write them.
+    """
+    for key in ("RANK", "SLURM_PROCID"):
+        if key in os.environ and (key != "SLURM_PROCID" or int(os.environ.get("SLURM_NTASKS", "1")) > 1):
+            return int(os.environ[key])
+    return int(os.environ.get("LOCAL_RANK", "0")) + int(os.environ.get("NODE_RANK", "0"))
 
 
 def is_global_zero() -> bool:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-import tempfile
-import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,19 +14,22 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger
 
 from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
+from scivae.core.checks import check_accelerator, positive_int
 from scivae.core.data import ArrayDataModule, iterate_batches
 from scivae.core.device_data import TrainingDevice
 from scivae.core.diagnostics import CollapseReport, collapse_report
 from scivae.core.distributed import is_global_zero
+from scivae.core.divergence import DIVERGENCE_HINT, MAX_SKIPPED_STEPS, DivergenceGuard, all_finite
 from scivae.core.module import VAEModule
 from scivae.core.precision import check_bf16
+from scivae.core.resume import HistoryRecorder, ResumableCheckpoint
 from scivae.core.schedules import KLSchedule
 from scivae.core.training_plan import VAETrainingPlan, latent_checks
-from scivae.errors import CollapseWarning
+from scivae.errors import CheckpointError, CollapseWarning, DivergenceError, OptionError
 
 MONITOR = "elbo_validation"
 
@@ -41,11 +43,13 @@ class FitResult:
     history
         One row per epoch: train/validation ELBO, reconstruction, KL, KL weight, active units.
     metrics
-        Final figures of the returned weights: ELBO, reconstruction, KL, active units, time.
+        Final figures of the returned weights: ELBO, reconstruction, KL, active units, time (over all epochs,
+        resumed runs included), ``optimizer_steps``, ``skipped_steps`` (non-finite steps skipped), ``resumes``.
         ``weights_epoch`` is the epoch those weights come from; ``best_epoch`` is set (to the same epoch)
         only when the best validation weights were restored.
     collapse
-        Collapse diagnostics of the final model on the validation set.
+        Collapse diagnostics of the final model on the validation set; ``None`` when its latents are not finite
+        (that is a divergence, not a collapse).
     kl_per_dim_history
         KL per latent dimension after every validation epoch.
     """
@@ -79,17 +83,6 @@ def resolve_precision(accelerator: str, precision: str | None) -> str:
     return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def _epoch_history(csv_path: Path) -> pd.DataFrame:
-    if not csv_path.exists():
-        return pd.DataFrame()
-    raw = pd.read_csv(csv_path)
-    if "epoch" not in raw:
-        return pd.DataFrame()
-    # CSVLogger writes train and validation metrics of one epoch on separate rows.
-    hist = raw.groupby("epoch", as_index=False).last()
-    return hist.drop(columns=[c for c in ("step",) if c in hist])
-
-
 @torch.no_grad()
 def posterior_over(module: VAEModule, arrays: Any, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior means and log-variances of ``module`` over all rows of ``arrays`` (in order).
@@ -117,12 +110,13 @@ def latent_report(
     device = next(module.parameters()).device
     was_training = module.training
     module.eval()
-    mus, logvars, checks, n_checked = [], [], {}, 0
+    mus, logvars, checks, n_checked, finite = [], [], {}, 0, True
     for batch in iterate_batches(arrays, batch_size, device):
         post = module.inference(batch)
         mus.append(post.mu.float().cpu())
         logvars.append(post.logvar.float().cpu())
-        if n_checked < check_items:
+        finite = finite and bool(torch.isfinite(post.mu).all() and torch.isfinite(post.logvar).all())
+        if n_checked < check_items and finite:  # decoding non-finite codes fails; the report says not finite
             for name, values in latent_checks(module, batch, post).items():
                 checks.setdefault(name, []).append(values.float().cpu())
             n_checked += post.mu.shape[0]
@@ -159,6 +153,9 @@ def fit_module(
     max_time: str | timedelta | None = None,
     restore_best_weights: bool = True,
     callbacks: list[L.Callback] | None = None,
+    checkpoint_every_minutes: float | None = 10.0,
+    checkpoint_every_steps: int | None = None,
+    max_skipped_steps: int = MAX_SKIPPED_STEPS,
 ) -> FitResult:
     """Train ``module`` on ``datamodule`` with Lightning and return the history and diagnostics.
 
@@ -180,7 +177,8 @@ def fit_module(
         Monte-Carlo samples of z in the training objective.
     accelerator, devices
         Passed to :class:`lightning.Trainer` (``"auto"`` picks a GPU when there is one); a count may be given
-        as a string (``"2"``), as the CLI does.
+        as a string (``"2"``), as the CLI does. A GPU request on a machine without one raises
+        :class:`~scivae.errors.OptionError`.
     strategy, num_nodes
         Passed to :class:`lightning.Trainer`: ``strategy="ddp"`` trains on ``devices`` processes per node and
         ``num_nodes`` nodes (Lightning reads the cluster from SLURM or torchrun). Every process gets its
@@ -195,15 +193,19 @@ def fit_module(
         Stop when the validation ELBO has not improved for ``patience`` epochs at the full KL weight; the
         best weights (by validation ELBO, among epochs at the full KL weight) are restored.
     checkpoint_dir
-        Where Lightning writes resumable checkpoints (``last.ckpt``); ``None`` writes none.
+        Where to keep a resumable checkpoint, ``last.ckpt``, rewritten atomically at every epoch end and every
+        ``checkpoint_every_minutes`` inside an epoch; ``None`` writes none.
     log_dir
-        Where the CSV history goes (a temporary folder by default).
+        Where Lightning's CSV log goes (none by default; the history is in the result either way).
     seed
         Seeds torch, numpy and Python (``seed_everything``).
     progress_bar
         Show Lightning's progress bar.
     resume_from
-        A checkpoint to resume from (optimiser, epoch and step are restored).
+        A ``last.ckpt`` written by a fit with the same data and settings: the run continues where it was
+        stopped (weights, optimiser, learning-rate and KL schedules, random generators, data order, early
+        stopping, best weights, history and time), so the result matches an uninterrupted run. Checkpoints
+        are pickles: they are loaded with ``weights_only=True``; load only your own.
     max_time
         Wall-clock limit of the training, ``"DD:HH:MM:SS"`` or a ``timedelta``; a cosine learning-rate schedule
         then reaches 0 when the time is up (or at ``max_epochs``, whichever comes first). The number of epochs
@@ -212,7 +214,17 @@ def fit_module(
         Return the weights of the best validation epoch (default) rather than those of the last epoch.
     callbacks
         Further Lightning callbacks (timers, custom logging...).
+    checkpoint_every_minutes, checkpoint_every_steps
+        Save inside an epoch after this much time, or every this many batches (``None``: off).
+    max_skipped_steps
+        Steps with a non-finite loss or gradient are skipped; after more than this many (or a whole epoch of
+        them) the fit stops with :class:`~scivae.errors.DivergenceError`, whose ``fit_result`` holds the
+        history, and the module is left with the last good weights.
     """
+    positive_int(max_epochs, "max_epochs")
+    check_accelerator(accelerator, devices)
+    if resume_from is not None and not Path(resume_from).is_file():
+        raise CheckpointError(f"no checkpoint at {resume_from}: pass the last.ckpt of an interrupted fit")
     # Lightning's start-up banners (GPU/TPU available, tips) are noise in a CLI; warnings still show.
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -231,8 +243,17 @@ def fit_module(
     has_validation = len(datamodule.validation_indices) > 0
     monitor = CollapseMonitor()
     best = BestWeights(MONITOR, schedule)
+    recorder = HistoryRecorder()
+    guard = DivergenceGuard(max_skipped_steps)
     training_device = TrainingDevice()
-    all_callbacks: list[L.Callback] = [KLAnnealing(schedule), monitor, training_device, *(callbacks or [])]
+    all_callbacks: list[L.Callback] = [
+        KLAnnealing(schedule),
+        monitor,
+        recorder,
+        guard,
+        training_device,
+        *(callbacks or []),
+    ]
     if has_validation:
         if restore_best_weights:
             all_callbacks.append(best)
@@ -240,13 +261,11 @@ def fit_module(
             all_callbacks.append(
                 WarmupAwareEarlyStopping(schedule, monitor=MONITOR, mode="max", patience=patience, check_finite=False)
             )
+    checkpoint = None
     if checkpoint_dir is not None:
-        all_callbacks.append(ModelCheckpoint(dirpath=str(checkpoint_dir), save_last=True, save_top_k=0))
-    tmp = None
-    if log_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="scivae-log-")
-        log_dir = tmp.name
-    logger = CSVLogger(save_dir=str(log_dir), name="", version="")
+        checkpoint = ResumableCheckpoint(checkpoint_dir, checkpoint_every_minutes, checkpoint_every_steps)
+        all_callbacks.append(checkpoint)
+    logger = CSVLogger(save_dir=str(log_dir), name="", version="") if log_dir is not None else False
     n_batches = max(1, -(-len(datamodule.train_indices) // datamodule.batch_size))
     chosen_precision = resolve_precision(accelerator, precision)
     precision_check: dict[str, Any] = {}
@@ -254,68 +273,139 @@ def fit_module(
         precision_check = check_bf16(module, datamodule.validation_arrays(), "cuda", seed=seed)
         if not precision_check["bf16_keeps_elbo"]:
             chosen_precision = "32-true"
-    trainer = L.Trainer(
-        max_epochs=max_epochs,
-        max_time=max_time,
-        accelerator=accelerator,
-        devices=int(devices) if isinstance(devices, str) and devices.isdigit() else devices,  # CLI gives "2"
-        strategy=strategy,
-        num_nodes=num_nodes,
-        use_distributed_sampler=False,  # the data modules shard by rank themselves (RankShardedBatchSampler)
-        precision=chosen_precision,
-        gradient_clip_val=gradient_clip_val,
-        callbacks=all_callbacks,
-        logger=logger,
-        enable_checkpointing=checkpoint_dir is not None,
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=min(50, n_batches),
-        default_root_dir=str(log_dir),
-    )
-    start = time.perf_counter()
+    try:
+        trainer = L.Trainer(
+            max_epochs=max_epochs,
+            max_time=max_time,
+            accelerator=accelerator,
+            devices=int(devices) if isinstance(devices, str) and devices.lstrip("-").isdigit() else devices,
+            strategy=strategy,
+            num_nodes=num_nodes,
+            use_distributed_sampler=False,  # the data modules shard by rank themselves (RankShardedBatchSampler)
+            precision=chosen_precision,
+            gradient_clip_val=gradient_clip_val,
+            callbacks=all_callbacks,
+            logger=logger,
+            enable_checkpointing=checkpoint is not None,
+            enable_progress_bar=progress_bar,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=min(50, n_batches),
+            default_root_dir=str(log_dir) if log_dir is not None else None,
+        )
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OptionError(
+            f"the trainer settings are not usable here ({first[:200]}): check --accelerator, --devices and --precision"
+        ) from None
+    fit_kwargs: dict[str, Any] = {"ckpt_path": str(resume_from) if resume_from else None}
+    if resume_from and "weights_only" in inspect.signature(trainer.fit).parameters:
+        fit_kwargs["weights_only"] = True  # tensors and plain containers only: no code runs on load
+    diverged: DivergenceError | None = None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
         warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")  # streamed data, no workers
-        trainer.fit(plan, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
-    elapsed = time.perf_counter() - start
+        # the data order is restored by ResumableCheckpoint, which Lightning does not know about
+        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+        warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")  # a skipped step
+        try:
+            trainer.fit(plan, datamodule=datamodule, **fit_kwargs)
+        except DivergenceError as e:
+            diverged = e
     if training_device.device is not None:  # inference then runs where training ran, not on the CPU
         module.to(training_device.device)
+    run = {"precision": chosen_precision, **precision_check}
+    report = None
+    if diverged is None and not all_finite(plan.parameters()):
+        diverged = DivergenceError(
+            f"training diverged: the weights are not finite after the last step; {DIVERGENCE_HINT}"
+        )
+    if diverged is None:
+        report = latent_report(module, datamodule.validation_arrays())
+        if not report.finite:
+            # NaN latents mean the fit diverged; calling that a posterior collapse would send the user the wrong way
+            diverged = DivergenceError(
+                f"training diverged: the encoder gives non-finite latents on the validation data; {DIVERGENCE_HINT}"
+            )
+    if diverged is None:
+        result = _fit_result(module, datamodule, trainer, plan, recorder, monitor, best, checkpoint, report, run)
+        if result.collapse is not None and result.collapse.collapsed:
+            warnings.warn(result.collapse.message(), CollapseWarning, stacklevel=2)
+        return result
+    restored = _restore_last_good(plan, best, guard)
+    result = _fit_result(module, datamodule, trainer, plan, recorder, monitor, best, checkpoint, None, run, restored)
+    result.metrics["diverged"] = True
+    diverged.fit_result = result
+    raise diverged
 
-    history = _epoch_history(Path(logger.log_dir) / "metrics.csv")
-    if tmp is not None:
-        tmp.cleanup()
-        log_dir = None
-    collapse = latent_report(module, datamodule.validation_arrays())
-    if collapse.collapsed:
-        warnings.warn(collapse.message(), CollapseWarning, stacklevel=2)
 
-    metrics: dict[str, Any] = {"epochs_trained": int(trainer.current_epoch), "time_s": round(elapsed, 3)}
-    if not history.empty:
-        row = history.iloc[-1]
-        if best.best_epoch is not None and (history["epoch"] == best.best_epoch).any():
-            row = history[history["epoch"] == best.best_epoch].iloc[-1]
+def _restore_last_good(plan: VAETrainingPlan, best: BestWeights, guard: DivergenceGuard) -> tuple[bool, int | None]:
+    """Load the best validation weights, else the last finite epoch-end weights: (loaded, their epoch)."""
+    if best.best_state is not None:
+        plan.load_state_dict(best.best_state)
+        return True, best.best_epoch
+    if guard.last_good is not None:
+        plan.load_state_dict(guard.last_good)
+        return True, guard.last_good_epoch
+    return False, None
+
+
+def _fit_result(
+    module: VAEModule,
+    datamodule: ArrayDataModule,
+    trainer: L.Trainer,
+    plan: VAETrainingPlan,
+    recorder: HistoryRecorder,
+    monitor: CollapseMonitor,
+    best: BestWeights,
+    checkpoint: ResumableCheckpoint | None,
+    report: CollapseReport | None,
+    run: dict[str, Any],
+    restored: tuple[bool, int | None] | None = None,
+) -> FitResult:
+    """The result of the weights the module holds: ``report`` their latent report (``None``: measure it now),
+    ``run`` figures of the run (precision), ``restored`` (after a divergence) whether the last good weights were
+    loaded and from which epoch (``None``: the ones the run started from)."""
+    history = recorder.history()
+    report = report if report is not None else latent_report(module, datamodule.validation_arrays())
+    collapse = report if report.finite else None
+    elapsed = recorder.time_s
+    # epochs whose training finished (current_epoch lags by one when a resume finds the run already complete)
+    epochs = int(trainer.fit_loop.epoch_progress.current.processed)
+    metrics: dict[str, Any] = {"epochs_trained": epochs, "time_s": round(elapsed, 3)}
+    # the metrics of the epoch whose weights are returned (after a divergence: none for the starting weights)
+    chosen = restored[1] if restored is not None else best.best_epoch
+    rows = history[history["epoch"] == chosen] if chosen is not None and not history.empty else history.iloc[:0]
+    if restored is None and rows.empty and not history.empty:
+        rows = history.iloc[[-1]]
+    if not rows.empty:
+        row = rows.iloc[-1]
+        if restored is None and best.best_epoch is not None and int(row["epoch"]) == best.best_epoch:
             metrics["best_epoch"] = int(row["epoch"])  # only when those weights are the ones returned
         metrics["weights_epoch"] = int(row["epoch"])
         for col in history.columns:
             if col != "epoch" and pd.notna(row[col]):
                 metrics[col] = float(row[col])
-    metrics["active_units"] = collapse.active_units
-    if collapse.finite:
+    else:
+        metrics["weights_epoch"] = None
+    metrics["active_units"] = collapse.active_units if collapse is not None else None
+    if collapse is not None and collapse.finite:
         metrics["mutual_information"] = collapse.mutual_information
         metrics["mutual_information_upper_bound"] = collapse.mi_upper_bound
-    if collapse.latent_gain is not None:
+    if collapse is not None and collapse.latent_gain is not None:
         metrics["latent_gain_validation"] = collapse.latent_gain
-    for name, value in collapse.extra.items():
+    for name, value in (collapse.extra if collapse is not None else {}).items():
         metrics[f"{name}_validation"] = value
     metrics["n_latent"] = module.n_latent
     metrics["device"] = str(next(module.parameters()).device)
-    metrics["precision"] = chosen_precision
-    metrics.update(precision_check)
+    metrics.update(run)
+    metrics["optimizer_steps"] = int(trainer.global_step)
     metrics["skipped_steps"] = plan.skipped_steps
-    metrics["train_obs_per_s"] = round(len(datamodule.train_indices) * max(trainer.current_epoch, 1) / elapsed, 1)
-    metrics["collapsed"] = collapse.collapsed
+    metrics["resumes"] = checkpoint.resumes if checkpoint is not None else 0
+    n_seen = len(datamodule.train_indices) * max(epochs, 1)
+    metrics["train_obs_per_s"] = round(n_seen / elapsed, 1) if elapsed > 0 else None
+    metrics["collapsed"] = collapse.collapsed if collapse is not None else None
     for k, v in list(metrics.items()):
         if isinstance(v, (np.floating, np.integer)):
             metrics[k] = v.item()
@@ -324,6 +414,6 @@ def fit_module(
         metrics=metrics,
         collapse=collapse,
         kl_per_dim_history=[r.kl_per_dim for r in monitor.history],
-        log_dir=str(log_dir) if log_dir is not None else None,
+        log_dir=str(trainer.logger.log_dir) if trainer.logger is not None else None,
         is_global_zero=is_global_zero(),
     )

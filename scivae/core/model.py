@@ -16,7 +16,7 @@ from scivae.core.fit import FitResult, fit_module
 from scivae.core.module import VAEModule
 from scivae.core.persistence import load_model_dir, save_model_dir
 from scivae.core.schedules import KLSchedule, make_schedule
-from scivae.errors import ModelFormatError, ScivaeInputError
+from scivae.errors import DivergenceError, ModelFormatError, ScivaeInputError
 
 # Where each saved model type is defined, so that a generic load imports only the adapter it needs.
 _ADAPTER_MODULES = {"cell": "scivae.cells", "molecule": "scivae.molecules", "gaussian": "scivae.dense"}
@@ -107,10 +107,16 @@ class BaseModel(ABC):
         ``validation_arrays()`` (:class:`ArrayDataModule`, or a streamed one)."""
         schedule = kl_schedule if isinstance(kl_schedule, KLSchedule) else make_schedule(kl_schedule, warmup=kl_warmup)
         self.module.train()
-        self.fit_result = fit_module(
-            self.module, datamodule, max_epochs=max_epochs, kl_schedule=schedule, seed=seed, **fit_kwargs
-        )
-        self.module.eval()
+        try:
+            self.fit_result = fit_module(
+                self.module, datamodule, max_epochs=max_epochs, kl_schedule=schedule, seed=seed, **fit_kwargs
+            )
+        except DivergenceError as e:
+            # the module holds the last good weights: keep the model usable (and savable) with what was learnt
+            self.fit_result = e.fit_result
+            raise
+        finally:
+            self.module.eval()
         return self.fit_result
 
     def _require_trained(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from scivae._atomic import atomic_dir
-from scivae.errors import ModelFormatError
+from scivae.errors import DivergenceError, ModelFormatError
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -47,6 +48,12 @@ def save_model_dir(
     from scivae import __version__
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise DivergenceError(
+            f"refusing to save a model whose weights are not finite ({len(bad)} tensors, e.g. {bad[0]}): the fit "
+            "diverged; re-fit with a lower learning rate"
+        )
     meta = {
         "format_version": FORMAT_VERSION,
         "scivae_version": __version__,
@@ -62,6 +69,53 @@ def save_model_dir(
         for name, content in (extra_files or {}).items():
             (tmp / name).write_text(content)
     return path
+
+
+#: Largest config.json read (a gene list of 100k names is a few MB).
+MAX_CONFIG_BYTES = 64 * 2**20
+#: Top-level keys of config.json.
+META_KEYS = frozenset({"format_version", "scivae_version", "model_type", "config", "adapter_state"})
+#: File names that hold pickles (never loaded; refused so that a tampered folder is noticed).
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".bin", ".joblib", ".npy", ".npz")
+
+
+def _is_pickle(path: Path) -> bool:
+    """A pickle by name, by its first bytes (protocols 2-5), or a zip archive holding one (``torch.save``)."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    if head == b"PK\x03\x04":
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return any(name.endswith(".pkl") for name in zf.namelist())
+        except (zipfile.BadZipFile, OSError):
+            return False
+    return False
+
+
+def _check_folder(path: Path) -> None:
+    """Refuse files that point outside the folder and pickles dropped into it."""
+    root = path.resolve()
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink() and root not in entry.resolve().parents:
+            raise ModelFormatError(
+                f"{entry} points outside the model folder ({entry.resolve()}): a model folder holds its own files; "
+                "replace the link with the file"
+            )
+        # the weights file starts with its header length, which may look like a pickle opcode
+        if entry.name not in (WEIGHTS_FILE, CONFIG_FILE) and entry.is_file() and _is_pickle(entry):
+            raise ModelFormatError(
+                f"{path} holds {entry.name}, a pickle: scivae model folders hold only safetensors and JSON and "
+                f"scivae never loads pickles; delete {entry.name} (and check where the folder came from)"
+            )
 
 
 def load_model_dir(path: str | Path, model_type: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -86,10 +140,23 @@ def load_model_dir(path: str | Path, model_type: str | None = None) -> tuple[dic
             raise ModelFormatError(
                 f"{path} has no {p.name}: it is not a complete scivae model directory; re-run the fit"
             )
+        if not p.is_file():
+            raise ModelFormatError(f"{p} is not a file: the model directory is damaged; re-run the fit")
+    _check_folder(path)
+    if config_path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ModelFormatError(f"{config_path} is over {MAX_CONFIG_BYTES >> 20} MB: it is not a scivae config; re-fit")
     try:
         meta = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ModelFormatError(f"{config_path} is not valid JSON ({e.msg}); re-run the fit") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFormatError(f"{config_path} is not valid JSON ({getattr(e, 'msg', e)}); re-run the fit") from None
+    if not isinstance(meta, dict):
+        raise ModelFormatError(f"{config_path} does not hold a JSON object: the model directory is damaged; re-fit")
+    unknown = sorted(set(meta) - META_KEYS)
+    if unknown:
+        raise ModelFormatError(
+            f"{config_path} has unknown keys ({', '.join(map(repr, unknown[:5]))}): it was edited or written by "
+            "another program; re-save the model with scivae"
+        )
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFormatError(
@@ -101,4 +168,55 @@ def load_model_dir(path: str | Path, model_type: str | None = None) -> tuple[dic
             f"{path} holds a {meta.get('model_type')!r} model, not a {model_type!r} one: "
             "pass a matching model directory"
         )
-    return load_file(str(weights_path)), meta
+    for key in ("config", "adapter_state"):
+        if not isinstance(meta.get(key), dict):
+            raise ModelFormatError(f"{config_path} has no {key!r} object: the model directory is damaged; re-fit")
+    try:
+        weights = load_file(str(weights_path))
+    except Exception as e:  # safetensors raises its own error type for a damaged header
+        raise ModelFormatError(
+            f"{weights_path} is not a readable safetensors file ({type(e).__name__}): the model directory is "
+            "damaged; re-run the fit"
+        ) from None
+    return weights, meta
+
+
+def check_config_keys(config: dict[str, Any], allowed: set[str] | frozenset[str], what: str = "config") -> None:
+    """Refuse keys of a saved configuration that this scivae does not know (before anything is built)."""
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        raise ModelFormatError(
+            f"the model's config.json has unknown {what} keys ({', '.join(map(repr, unknown[:5]))}): it was edited "
+            "or written by a newer scivae; re-save the model with this version"
+        )
+
+
+def check_saved_shapes(factory: Callable[[], nn.Module], state_dict: dict[str, torch.Tensor]) -> None:
+    """Refuse a saved configuration that does not describe the saved weights, before anything is allocated.
+
+    ``factory`` builds the module from the configuration; it runs on the ``meta`` device, which allocates
+    nothing, and the shapes it gives are compared with the saved tensors. So a tampered ``config.json`` with
+    absurd sizes is refused before any memory is taken, and a mismatch is reported as such, not as a shape error.
+    """
+    try:
+        with torch.device("meta"):
+            probe = factory()
+    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError) as e:
+        raise ModelFormatError(
+            f"the model's config.json does not describe a model ({type(e).__name__}: {str(e)[:120]}): the model "
+            "directory is damaged; re-save or re-fit"
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in state_dict.items()}
+    if expected != saved:
+        missing, unexpected = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+        differ = [k for k in sorted(set(expected) & set(saved)) if expected[k] != saved[k]]
+        example = (
+            f"e.g. {differ[0]}: config {expected[differ[0]]} vs weights {saved[differ[0]]}"
+            if differ
+            else f"e.g. {(missing or unexpected)[0]}"
+        )
+        raise ModelFormatError(
+            f"the weights do not match config.json ({len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(differ)} of another shape; {example}): the model directory was edited or damaged; re-fit"
+        )

@@ -15,6 +15,10 @@ from scivae.core.module import Batch, VAEModule
 
 #: Learning-rate schedules of :class:`VAETrainingPlan`.
 LR_SCHEDULES = ("constant", "cosine")
+#: Metrics logged for the progress bar only (aliases): left out of the fit history.
+PROGRESS_BAR_ONLY = ("val_elbo",)
+#: Per-epoch means of the training steps (see :meth:`VAETrainingPlan.train_epoch_means`).
+TRAIN_METRICS = ("loss_train", "elbo_train", "reconstruction_train", "kl_train", "kl_weight")
 
 
 class VAETrainingPlan(L.LightningModule):
@@ -72,51 +76,88 @@ class VAETrainingPlan(L.LightningModule):
         self.latent_check_items = int(latent_check_items)
         self.time_budget_s = time_budget_s
         self._train_clock: float | None = None
-        self._n_seen = 0  # training rows of this epoch in this process; summed over processes when logged
+        self._time_before = 0.0  # training seconds of the runs this one resumed (the time budget spans them)
+        self._lr_total_steps: int | None = None
+        self._epoch_sums: Tensor | None = None  # TRAIN_METRICS sums weighted by rows, then the row count
+        self._n_seen = 0  # training rows of this epoch in this process, skipped steps included
         self._val_mu: list[Tensor] = []
         self._val_logvar: list[Tensor] = []
         self._checks: dict[str, list[Tensor]] = {}
-        self._train_sums: Tensor | None = None
-        self._train_n = 0
-        self._train_kl_weight = 0.0
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         out = self.module.loss(batch, kl_weight=self.kl_weight, step=self.global_step, n_samples=self.n_samples)
-        self._n_seen += out.reconstruction.shape[0]
+        n = out.reconstruction.shape[0]
+        self._n_seen += n
         if not torch.isfinite(out.loss):
             # NaN guard: skip this update instead of poisoning the weights; count it in the history.
             self.skipped_steps += 1
-            warnings.warn(f"non-finite loss at step {self.global_step}: update skipped", RuntimeWarning, stacklevel=2)
+            # one message per kind (Python shows it once): the count goes to the fit report
+            warnings.warn("non-finite loss: update skipped (see skipped_steps)", RuntimeWarning, stacklevel=2)
             return None
-        # Epoch sums kept on the device and logged once per epoch: a log_dict per step is Python-heavy.
-        n = out.reconstruction.shape[0]
-        terms = torch.stack([out.loss.detach() * n, -out.elbo.sum(), out.reconstruction.sum(), out.kl.sum()])
-        self._train_sums = terms.detach() if self._train_sums is None else self._train_sums + terms.detach()
-        self._train_n += n
-        self._train_kl_weight += float(self.kl_weight) * n
+        # Epoch sums kept on the device (a log_dict per step is Python-heavy) and checkpointed, so that a fit
+        # resumed inside an epoch reports the same means as an uninterrupted one.
+        weight = torch.full((), float(self.kl_weight), device=out.loss.device)
+        terms = torch.stack(
+            [
+                out.loss.detach(),
+                out.elbo.detach().mean(),
+                out.reconstruction.detach().mean(),
+                out.kl.detach().mean(),
+                weight,
+            ]
+        ).float()
+        terms = torch.cat([terms * n, terms.new_tensor([float(n)])])
+        self._epoch_sums = terms if self._epoch_sums is None else self._epoch_sums.to(terms.device) + terms
         return out.loss
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums, self._train_n, self._train_kl_weight = None, 0, 0.0
-        self._n_seen = 0
+        self._epoch_sums, self._n_seen = None, 0
+
+    def train_epoch_means(self) -> dict[str, float]:
+        """Row-weighted means of the training metrics over the current epoch (resumed parts included), over all
+        processes of a distributed run, and ``n_obs_train``, the training rows seen."""
+        sums = self._epoch_sums if self._epoch_sums is not None else torch.zeros(len(TRAIN_METRICS) + 1)
+        sums = torch.cat([sums.to(self.device), sums.new_tensor([float(self._n_seen)]).to(self.device)])
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        values = sums.tolist()
+        n_rows, n_seen = values[-2], values[-1]
+        means = {"n_obs_train": n_seen}
+        if n_rows > 0:
+            means.update({k: v / n_rows for k, v in zip(TRAIN_METRICS, values[:-2], strict=True)})
+        return means
 
     def on_train_epoch_end(self) -> None:
-        self.log("n_obs_train", float(self._n_seen), sync_dist=True, reduce_fx="sum")
-        if self._train_sums is None or self._train_n == 0:
-            return
-        loss, neg_elbo, rec, kl = (self._train_sums.float() / self._train_n).tolist()
-        self.log_dict(
-            {
-                "loss_train": loss,
-                "elbo_train": -neg_elbo,
-                "reconstruction_train": rec,
-                "kl_train": kl,
-                "kl_weight": self._train_kl_weight / self._train_n,
-            },
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
+        # for the progress bar and loggers; the fit history takes train_epoch_means() itself (HistoryRecorder)
+        self.log_dict(self.train_epoch_means(), on_step=False, on_epoch=True)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # A finite loss can still give non-finite gradients (an overflow in backward); clipping would spread the
+        # NaN to every weight, so the update is skipped like a non-finite loss (no gradient, no Adam step).
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if params and not bool(torch.stack([p.grad.isfinite().all() for p in params]).all()):  # one device sync
+            for p in params:
+                p.grad = None
+            self.skipped_steps += 1
+            warnings.warn("non-finite gradient: update skipped (see skipped_steps)", RuntimeWarning, stacklevel=2)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["scivae_plan"] = {
+            "skipped_steps": self.skipped_steps,
+            "lr_total_steps": self._lr_total_steps,
+            "epoch_sums": self._epoch_sums.detach().cpu() if self._epoch_sums is not None else None,
+            "n_seen": self._n_seen,
+            "train_time_s": self.train_time_s(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("scivae_plan", {})
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        self._lr_total_steps = state.get("lr_total_steps")
+        sums = state.get("epoch_sums")
+        self._epoch_sums = sums.to(self.device) if sums is not None else None
+        self._n_seen = int(state.get("n_seen", 0))
+        self._time_before = float(state.get("train_time_s", 0.0))
 
     def on_validation_epoch_start(self) -> None:
         self._val_mu, self._val_logvar = [], []
@@ -137,7 +178,15 @@ class VAETrainingPlan(L.LightningModule):
             prog_bar=False,
             sync_dist=True,
         )
-        self.log("val_elbo", out.elbo.mean(), on_epoch=True, batch_size=n, prog_bar=True, logger=False, sync_dist=True)
+        self.log(
+            PROGRESS_BAR_ONLY[0],
+            out.elbo.mean(),
+            on_epoch=True,
+            batch_size=n,
+            prog_bar=True,
+            logger=False,
+            sync_dist=True,
+        )
         self._val_mu.append(out.posterior.mu.float().cpu())
         self._val_logvar.append(out.posterior.logvar.float().cpu())
         checked = sum(len(v) for v in self._checks.get("latent_gain", []))
@@ -158,24 +207,31 @@ class VAETrainingPlan(L.LightningModule):
     def on_train_start(self) -> None:
         self._train_clock = time.perf_counter()
 
+    def train_time_s(self) -> float:
+        """Seconds of training so far, the runs this one resumed included."""
+        now = time.perf_counter() - self._train_clock if self._train_clock is not None else 0.0
+        return self._time_before + now
+
     def schedule_progress(self, step: int, total_steps: int | None) -> float:
         """Fraction of the run done, in [0, 1]: by steps, or by the time budget when that is further along."""
         progress = min(step / total_steps, 1.0) if total_steps else 0.0
         if self.time_budget_s and self._train_clock is not None:
-            progress = max(progress, min((time.perf_counter() - self._train_clock) / self.time_budget_s, 1.0))
+            progress = max(progress, min(self.train_time_s() / self.time_budget_s, 1.0))
         return progress
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict:
         params = list(self.module.parameters())
         # The fused kernel updates all parameters in one call instead of a Python loop of kernels per tensor.
         fused = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
-        optimizer = torch.optim.Adam(
-            params, lr=self.lr, weight_decay=self.weight_decay, eps=self.adam_eps, fused=fused
-        )
+        optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay, eps=self.adam_eps, fused=fused)
         if self.lr_schedule == "constant":
             return optimizer
-        estimated = self.trainer.estimated_stepping_batches
-        total = max(int(estimated), 1) if math.isfinite(estimated) else None
+        # A resumed fit keeps the planned length of the run it continues (restored by on_load_checkpoint);
+        # streamed data has no length (None: the time budget or max_epochs alone ends the schedule).
+        if self._lr_total_steps is None:
+            estimated = self.trainer.estimated_stepping_batches
+            self._lr_total_steps = max(int(estimated), 1) if math.isfinite(estimated) else None
+        total = self._lr_total_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * self.schedule_progress(step, total)))
         )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Any
 
 import numpy as np
 import torch
 
 from scivae.core import BaseModel, FitResult, KLConfig
+from scivae.core.persistence import check_config_keys, check_saved_shapes
 from scivae.dense.module import GaussianVAEModule
 from scivae.errors import ScivaeInputError
 
@@ -89,6 +92,13 @@ class GaussianVAE(BaseModel):
     @classmethod
     def _from_saved(cls, state_dict: dict[str, torch.Tensor], meta: dict[str, Any], **kwargs: Any) -> GaussianVAE:
         cfg = dict(meta["config"])
+        arguments = set(inspect.signature(GaussianVAEModule.__init__).parameters) - {"self", "kl_config"}
+        check_config_keys(cfg, {"kl", *arguments})
+        check_config_keys(cfg.get("kl", {}), {f.name for f in dataclasses.fields(KLConfig)}, "kl")
+        check_saved_shapes(
+            lambda: GaussianVAEModule(**{k: v for k, v in cfg.items() if k != "kl"}, kl_config=KLConfig(**cfg["kl"])),
+            state_dict,
+        )
         kl = cfg.pop("kl")
         model = cls(
             cfg.pop("n_input"),

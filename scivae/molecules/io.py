@@ -20,6 +20,9 @@ from scivae.errors import ScivaeInputError
 from scivae.molecules.tokenizer import tokenize_smiles
 
 SMILES_SUFFIXES = (".smi", ".txt", ".csv", ".csv.gz", ".smi.gz", ".txt.gz")
+#: Longest molecule (SMILES tokens) read without an explicit ``max_length``: a longer one is an error, since
+#: one very long string would make every padded batch that long (a 10,000-character line is no drug-like molecule).
+MAX_TOKENS_DEFAULT = 500
 _COLUMN_CANDIDATES = ("SMILES", "smiles", "Smiles", "canonical_smiles", "CANONICAL_SMILES")
 
 
@@ -136,9 +139,16 @@ def clean_smiles(smiles: Iterable[str | None], *, max_length: int | None = None,
                     examples.append(s.strip()[:60])
                 continue
             can = Chem.MolToSmiles(mol)
-            if max_length is not None and len(tokenize_smiles(can)) > max_length:
+            n_tokens = len(tokenize_smiles(can))
+            if max_length is not None and n_tokens > max_length:
                 n_long += 1
                 continue
+            if max_length is None and n_tokens > MAX_TOKENS_DEFAULT:
+                raise ScivaeInputError(
+                    f"entry {n_input} of {source} is a molecule of {n_tokens} SMILES tokens ({len(s.strip())} "
+                    f"characters), over the {MAX_TOKENS_DEFAULT}-token limit: remove it, or pass --max-length N "
+                    "(max_length= in Python) to drop longer molecules"
+                )
             out.append(can)
     result = MoleculeSet(out, n_input, n_empty, n_invalid, n_long, source, examples)
     if not out:

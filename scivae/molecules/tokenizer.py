@@ -134,6 +134,10 @@ def tokenize_many(smiles: Iterable[str], alphabet: str = "smiles") -> tuple[list
     return out, failed
 
 
+#: Largest ``max_tokens`` a saved vocabulary may declare (generation allocates that many steps).
+MAX_SAVED_TOKENS = 100_000
+
+
 @dataclass
 class Vocabulary:
     """Token <-> index map learned from a training set and saved (as JSON) with the model.
@@ -239,6 +243,12 @@ class Vocabulary:
     def from_dict(cls, d: dict) -> Vocabulary:
         """Inverse of :meth:`to_dict`."""
         try:
-            return cls(str(d["alphabet"]), [str(t) for t in d["tokens"]], int(d["max_tokens"]))
+            vocab = cls(str(d["alphabet"]), [str(t) for t in d["tokens"]], int(d["max_tokens"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ScivaeInputError(f"damaged vocabulary in the model directory ({exc}): re-save the model") from exc
+        if not 1 <= vocab.max_tokens <= MAX_SAVED_TOKENS:  # it bounds generation: refuse a tampered size
+            raise ScivaeInputError(
+                f"damaged vocabulary in the model directory (max_tokens {vocab.max_tokens} is not in 1 to "
+                f"{MAX_SAVED_TOKENS}): re-save the model"
+            )
+        return vocab

@@ -15,9 +15,16 @@ import pandas as pd
 import torch
 
 from scivae.core import BaseModel, FitResult, KLConfig, iterate_batches, posterior_over
+from scivae.core.persistence import check_config_keys, check_saved_shapes
 from scivae.errors import ScivaeInputError
 from scivae.molecules.constraints import decoding_constraint
-from scivae.molecules.io import MoleculeSet, canonicalize_many, clean_smiles, read_smiles_file
+from scivae.molecules.io import (
+    MAX_TOKENS_DEFAULT,
+    MoleculeSet,
+    canonicalize_many,
+    clean_smiles,
+    read_smiles_file,
+)
 from scivae.molecules.model import MolVAEModule
 from scivae.molecules.tokenizer import Vocabulary, check_alphabet, detokenize, tokenize, tokenize_many
 
@@ -325,6 +332,12 @@ class MolVAE(BaseModel):
                 raise ScivaeInputError(f"{s!r} is not a valid SMILES: fix or remove it")
         canon_s = [c for c in canon if c is not None]
         tokens = [tokenize(c, self.alphabet) for c in canon_s]
+        for s, t in zip(canon_s, tokens, strict=True):
+            if len(t) > MAX_TOKENS_DEFAULT:
+                raise ScivaeInputError(
+                    f"a molecule of {len(t)} tokens ({s[:40]}...) is over the {MAX_TOKENS_DEFAULT}-token limit: "
+                    "pass drug-sized molecules"
+                )
         x, lengths = self.vocab.encode(tokens, smiles=canon_s)
         return canon_s, {"x": x, "length": lengths}
 
@@ -605,6 +618,9 @@ class MolVAE(BaseModel):
     @classmethod
     def _from_saved(cls, state_dict: dict[str, torch.Tensor], meta: dict[str, Any], **kwargs: Any) -> MolVAE:
         cfg = dict(meta["config"])
+        check_config_keys(cfg, {*ARCHITECTURE_DEFAULTS, "kl", "seed"})
+        check_config_keys(cfg.get("kl", {}), {f.name for f in dataclasses.fields(KLConfig)}, "kl")
+        check_config_keys(meta["adapter_state"], {"vocabulary", "training_data"}, "adapter_state")
         kl = KLConfig(**cfg.pop("kl"))
         seed = int(cfg.pop("seed", 0))
         model = cls.__new__(cls)
@@ -614,6 +630,7 @@ class MolVAE(BaseModel):
         model._arrays = None
         model.data_summary = ""
         config = {k: cfg.get(k, v) for k, v in ARCHITECTURE_DEFAULTS.items()}
+        check_saved_shapes(lambda: MolVAEModule(len(model.vocab), **config, kl_config=kl), state_dict)
         model._build(config, kl, seed)
         try:
             model.module.load_state_dict(state_dict)

@@ -235,6 +235,22 @@ def test_unreadable_inputs(tmp_path) -> None:
     assert "\n" not in str(e.value)
 
 
+def test_running_out_of_memory_is_not_reported_as_a_damaged_file(tmp_path, monkeypatch, pbmc_small) -> None:
+    path = tmp_path / "a.h5ad"
+    pbmc_small.write_h5ad(path)
+
+    def out_of_memory(*args, **kwargs):
+        try:
+            raise MemoryError("Unable to allocate 8.00 TiB")
+        except MemoryError as e:  # readers often wrap it, as h5py and anndata do
+            raise OSError("Can't read data") from e
+
+    monkeypatch.setattr(ad, "read_h5ad", out_of_memory)
+    with pytest.raises(OSError) as e:
+        read_anndata(path)
+    assert isinstance(e.value.__cause__, MemoryError) and not isinstance(e.value, ScivaeInputError)
+
+
 def test_all_empty_or_zero_data(pbmc_small) -> None:
     a = pbmc_small.copy()
     a.X = sp.csr_matrix(a.shape, dtype=np.float32)

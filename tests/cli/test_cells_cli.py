@@ -85,10 +85,15 @@ def test_fit_writes_model_embedding_and_report(h5ad: Path, tmp_path: Path) -> No
     assert r.exit_code == 0, r.output
     np.testing.assert_array_equal(ad.read_h5ad(tmp_path / "new.embedded.h5ad").obsm["X_scivae"], emb.obsm["X_scivae"])
 
-    # refitting into the same (scivae) folder replaces it
+    # refitting into the same (scivae) folder replaces it, with --force only
     r = runner.invoke(app, ["fit", str(h5ad), *FIT, "--out", str(out), "--likelihood", "poisson"])
+    assert r.exit_code == 2 and "holds a finished fit: add --force" in r.output
+    r = runner.invoke(app, ["fit", str(h5ad), *FIT, "--out", str(out), "--likelihood", "poisson", "--force"])
     assert r.exit_code == 0, r.output
     assert json.loads((out / "metrics.json").read_text())["params"]["likelihood"] == "poisson"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "embedded.h5ad", "history.csv", "kl_per_dim.png", "metrics.json", "model", "training_curves.png",
+    ]  # fmt: skip
 
 
 def test_fit_cells_direct_call(h5ad: Path, tmp_path: Path) -> None:
@@ -136,6 +141,9 @@ def test_embed_errors(h5ad: Path, tmp_path: Path) -> None:
     fewer = ad.read_h5ad(h5ad)[:, 20:].copy()
     path = tmp_path / "fewer.h5ad"
     fewer.write_h5ad(path)
-    _one_line_error(runner.invoke(app, ["embed", str(out), str(path)]), "20 of the model's 150 genes are missing")
+    _one_line_error(
+        runner.invoke(app, ["embed", str(out), str(path)]),
+        "20 of the model's 150 genes are missing from the new data's X gene names (130 overlap",
+    )
     _one_line_error(runner.invoke(app, ["embed", str(tmp_path / "nomodel"), str(h5ad)]), "not a model directory")
     _one_line_error(runner.invoke(app, ["embed", str(out), str(h5ad), "-o", str(h5ad)]), "is the input file")

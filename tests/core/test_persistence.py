@@ -44,3 +44,41 @@ def test_errors(tmp_path):
     (path / "model.safetensors").unlink()
     with pytest.raises(ModelFormatError, match="no model.safetensors"):
         load_model_dir(path)
+
+
+def test_tampered_folders_are_refused(tmp_path):
+    import os
+    import pickle
+
+    _, path = _saved(tmp_path)
+    meta = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**meta, "loader": "x"}))
+    with pytest.raises(ModelFormatError, match="unknown keys \\('loader'\\)"):
+        load_model_dir(path)
+    (path / "config.json").write_text(json.dumps(meta))
+    (path / "notes.pkl").write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(ModelFormatError, match="holds notes.pkl, a pickle"):
+        load_model_dir(path)
+    (path / "notes.pkl").unlink()
+    (path / "payload").write_bytes(pickle.dumps({"a": 1}))  # a pickle without the name
+    with pytest.raises(ModelFormatError, match="holds payload, a pickle"):
+        load_model_dir(path)
+    (path / "payload").unlink()
+    outside = tmp_path / "elsewhere.safetensors"
+    os.replace(path / "model.safetensors", outside)
+    os.symlink(outside, path / "model.safetensors")
+    with pytest.raises(ModelFormatError, match="points outside the model folder"):
+        load_model_dir(path)
+
+
+def test_a_configuration_is_checked_against_the_weights_before_anything_is_allocated(tmp_path):
+    from scivae.core.persistence import check_saved_shapes
+
+    module, path = _saved(tmp_path)
+    state, _ = load_model_dir(path)
+    check_saved_shapes(lambda: nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), state)
+    # 10^12 x 10^6 parameters would need 4 exabytes: refused on the meta device without allocating them
+    with pytest.raises(ModelFormatError, match="do not match config.json .* of another shape"):
+        check_saved_shapes(lambda: nn.Sequential(nn.Linear(3, 10**6), nn.ReLU(), nn.Linear(10**6, 2)), state)
+    with pytest.raises(ModelFormatError, match="does not describe a model"):
+        check_saved_shapes(lambda: nn.Linear(3, 4, bias="maybe", device="nowhere"), state)
