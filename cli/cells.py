@@ -6,7 +6,8 @@ Outputs of ``fit`` (one folder, written atomically: complete or absent)::
     OUT/embedded.h5ad    the input plus obsm["X_scivae"] (one row per input cell) and uns["scivae"]
     OUT/metrics.json     final train/validation ELBO, reconstruction, KL, active units, time, data summary
     OUT/history.csv      one row per epoch
-    OUT/training_curves.png, OUT/kl_per_dim.png
+    OUT/training_curves.png, OUT/kl_per_dim.png, OUT/rate_distortion.png
+    OUT/latent_umap.png  UMAP of the latent, coloured by its Leiden clusters (and the batch)
 
 The input file is only read.
 """
@@ -154,6 +155,7 @@ def fit_cells(
         model.save(tmp / "model")
         adata.write_h5ad(tmp / "embedded.h5ad", compression="gzip")
         write_fit_report(tmp, result, extra={"params": params, "data": s})
+        _write_umap(tmp, adata, seed)
     m = result.metrics
     _echo(
         f"trained {m.get('epochs_trained')} epochs in {m.get('time_s')} s "
@@ -165,11 +167,23 @@ def fit_cells(
     _echo(f"wrote {out}/ (model/, embedded.h5ad with obsm['{KEY}'], metrics.json, history.csv, plots)")
 
 
-def _model_dir(path: Path) -> Path:
-    """Accept the model folder itself or the ``scivae fit`` output folder that holds ``model/``."""
-    if (path / "model" / "config.json").exists() and not (path / "config.json").exists():
-        return path / "model"
-    return path
+def _write_umap(folder: Path, adata: Any, seed: int) -> None:
+    """The fit's ``latent_umap.png`` (see ``scivae plot``)."""
+    from scivae_cli.plot import UMAP_FILE, cell_umap_png
+
+    cell_umap_png(folder / UMAP_FILE, adata, seed=seed)
+
+
+def _use_inputs(model: Any, layer: str | None, batch_key: str | None) -> None:
+    """Read the new cells' counts from ``layer`` and their batch from ``batch_key`` (names in the new file)."""
+    import dataclasses
+
+    if layer is not None:
+        model.layer = layer
+    if batch_key is not None:
+        if model.encoder.batch_key is None:
+            raise ScivaeInputError("--batch-key: the model was trained without a batch key; leave the option out")
+        model.encoder = dataclasses.replace(model.encoder, batch_key=batch_key)
 
 
 def embed(
@@ -182,6 +196,13 @@ def embed(
     ] = None,
     key_added: Annotated[str, typer.Option(help="obsm key of the embedding.")] = KEY,
     batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 1024,
+    layer: Annotated[
+        str | None, typer.Option(help="Layer of the new file holding raw counts (default: the model's).")
+    ] = None,
+    batch_key: Annotated[
+        str | None,
+        typer.Option(help="obs column of the new file holding the batch, if not named as in training."),
+    ] = None,
 ) -> None:
     """Embed new cells with a trained model: writes the input plus obsm["X_scivae"] (latent means) to a new .h5ad."""
     from scivae.cells import CellVAE, read_anndata
@@ -195,7 +216,8 @@ def embed(
         raise ScivaeInputError(f"-o {out}: the output is written as .h5ad; pass a path ending in .h5ad")
     if out.exists() and data.exists() and os.path.samefile(out, data):
         raise ScivaeInputError(f"-o {out} is the input file: pass another output path (inputs are never modified)")
-    model = CellVAE.load(_model_dir(Path(model_dir)))
+    model = CellVAE.load(Path(model_dir))
+    _use_inputs(model, layer, batch_key)
     adata = read_anndata(data)
     latent = model.get_latent(adata, batch_size=batch_size)
     adata.obsm[key_added] = latent

@@ -95,7 +95,7 @@ def fit_molecules(
     options = {"lr": lr, "lr_schedule": lr_schedule, "kl_warmup": kl_warmup, "max_time": max_time}
     if kl_schedule is not None:
         options["kl_schedule"] = make_schedule(kl_schedule, warmup=kl_warmup)
-    result = vae.fit(
+    vae.fit(
         max_epochs=epochs,
         batch_size=bs,
         accelerator=accelerator,
@@ -103,6 +103,7 @@ def fit_molecules(
         seed=seed,
         **{k: v for k, v in options.items() if v is not None},
     )
+    result = vae.fit_result
     vae.save(out / "model")
     n_check = int(FIT_DEFAULTS["check_samples"])
     check = vae.sample(n_check, seed=seed)
@@ -132,14 +133,32 @@ def fit_molecules(
     _echo(f"model: {out / 'model'}  report: {out / 'metrics.json'}")
 
 
+def _device(name: str) -> str:
+    """Check a ``--device`` name: ``auto``, ``cpu``, or an available CUDA device."""
+    import torch
+
+    try:
+        device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else name.replace("auto", "cpu"))
+    except RuntimeError:
+        raise ScivaeInputError(f"--device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ScivaeInputError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ScivaeInputError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+    return str(device)
+
+
 def _load(model_dir: Path) -> Any:
     from scivae.molecules import MolVAE
 
     return MolVAE.load(model_dir)
 
 
+MODEL_HELP = "Output folder of `scivae fit` (OUT) or its model folder (OUT/model)."
+
+
 def generate(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder written by `scivae fit` (OUT/model).")],
+    model_dir: Annotated[Path, typer.Argument(help=MODEL_HELP)],
     n: Annotated[int, typer.Option("-n", "--n", help="Number of molecules to sample.")],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write SMILES here (.smi; .csv adds a valid column).")
@@ -157,6 +176,7 @@ def generate(
             "--syntax/--raw", help="SMILES models: mask tokens that break SMILES syntax (--raw: the model's own)."
         ),
     ] = True,
+    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Sample molecules from a trained molecule VAE's prior; print SMILES or write them to a file."""
     if n < 1:
@@ -164,7 +184,7 @@ def generate(
     if output is not None and output.suffix.lower() not in (".smi", ".txt", ".csv"):
         raise ScivaeInputError(f"{output.name}: write to a .smi, .txt or .csv file")
     vae = _load(model_dir)
-    df = vae.sample(n, temperature=temperature, batch_size=batch_size, seed=seed, syntax=syntax)
+    df = vae.sample(n, temperature=temperature, batch_size=batch_size, seed=seed, syntax=syntax, device=_device(device))
     n_valid = int(df["valid"].sum())
     if valid_only:
         df = df[df["valid"]]
@@ -183,7 +203,7 @@ def generate(
 
 
 def interpolate(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder written by `scivae fit` (OUT/model).")],
+    model_dir: Annotated[Path, typer.Argument(help=MODEL_HELP)],
     smiles_a: Annotated[str, typer.Argument(help="Start molecule (SMILES).")],
     smiles_b: Annotated[str, typer.Argument(help="End molecule (SMILES).")],
     steps: Annotated[int, typer.Option(help="Points on the path, end points included.")] = 10,
