@@ -225,7 +225,9 @@ class BaseModel(ABC):
         out = [method(batch, **kwargs).float().cpu() for batch in iterate_batches(arrays, batch_size, self.device)]
         return torch.cat(out).numpy()
 
-    def get_latent(self, data: Any = None, give_mean: bool = True, batch_size: int = 1024, seed: int | None = 0):
+    def get_latent(
+        self, data: Any = None, give_mean: bool = True, batch_size: int = 1024, seed: int | None = 0
+    ) -> np.ndarray:
         """Latent representation of every item of ``data`` (``None``: the training data), in order.
 
         Parameters
@@ -254,30 +256,33 @@ class BaseModel(ABC):
         self._require_trained()
         return self._posterior_from_arrays(self._data_arrays(data), batch_size=batch_size)
 
-    def get_elbo(self, data: Any = None, n_samples: int = 1, batch_size: int = 1024, seed: int | None = 0):
+    def _bound(self, data: Any, fn: str, n_samples: int, batch_size: int, seed: int | None) -> np.ndarray:
+        self._require_trained()
+        if int(n_samples) < 1:
+            raise ScivaeInputError(f"n_samples must be >= 1, got {n_samples}")
+        arrays = self._data_arrays(data)
+        samples = {"n_samples": int(n_samples)} if fn == "elbo" else {"k": int(n_samples)}
+        with seeded(seed):
+            return self._per_obs(arrays, fn, batch_size=batch_size, **samples)
+
+    def get_elbo(
+        self, data: Any = None, n_samples: int = 1, batch_size: int = 1024, seed: int | None = 0
+    ) -> np.ndarray:
         """Per-item evidence lower bound ``E_q[log p(x|z)] - KL`` in nats (higher: better explained).
 
         A low ELBO flags items the model explains badly (see :func:`scivae.latent.anomaly_scores`).
         ``n_samples`` Monte-Carlo samples of z per item; ``seed`` as in :meth:`get_latent`.
         """
-        self._require_trained()
-        if int(n_samples) < 1:
-            raise ScivaeInputError(f"n_samples must be >= 1, got {n_samples}")
-        arrays = self._data_arrays(data)
-        with seeded(seed):
-            return self._per_obs(arrays, "elbo", batch_size=batch_size, n_samples=int(n_samples))
+        return self._bound(data, "elbo", n_samples, batch_size, seed)
 
-    def get_marginal_ll(self, data: Any = None, n_samples: int = 100, batch_size: int = 256, seed: int | None = 0):
+    def get_marginal_ll(
+        self, data: Any = None, n_samples: int = 100, batch_size: int = 256, seed: int | None = 0
+    ) -> np.ndarray:
         """Per-item importance-sampled ``log p(x)`` (the IWAE bound with ``n_samples`` samples), in nats.
 
         At least the ELBO in expectation, and tighter as ``n_samples`` grows (Burda et al. 2016).
         """
-        self._require_trained()
-        if int(n_samples) < 1:
-            raise ScivaeInputError(f"n_samples must be >= 1, got {n_samples}")
-        arrays = self._data_arrays(data)
-        with seeded(seed):
-            return self._per_obs(arrays, "iwae", batch_size=batch_size, k=int(n_samples))
+        return self._bound(data, "iwae", n_samples, batch_size, seed)
 
     # -- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

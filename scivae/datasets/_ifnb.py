@@ -23,13 +23,13 @@ def ifnb(n_obs: int | None = None, seed: int = 0):
     Parameters
     ----------
     n_obs
-        Return a random subset of this many cells (drawn with ``seed``, in file order); ``None``: all.
+        Number of cells of a seeded random subset (kept in file order); ``None`` (the default) reads all.
     seed
-        Seed of the subset.
+        Seed of that subset.
 
     Returns
     -------
     anndata.AnnData
-        A new in-memory AnnData (the shipped file is only read).
+        Read into memory; the shipped file is never written.
     """
     return read_subset(ifnb_path(), n_obs, seed, "the interferon PBMC")

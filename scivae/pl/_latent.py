@@ -47,7 +47,7 @@ def latent_umap(
     n_neighbors: int = 15,
     seed: int = 0,
     title: str | Sequence[str] | None = None,
-    ax: Axes | None = None,
+    ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     save: str | Path | None = None,
     **kwargs: Any,
@@ -67,8 +67,12 @@ def latent_umap(
         Latent key, neighbours of the kNN graph, seed of the graph and the layout. A UMAP already computed in
         the AnnData on the same ``use_rep`` is reused; otherwise it is computed on a light copy (the AnnData
         given is never modified).
-    title, ax, show, save
-        As in ``sc.pl.umap``; the figure is returned in every case.
+    title
+        Panel title(s), as in ``sc.pl.umap``.
+    ax
+        An Axes for one colour, or one Axes per colour; default: a new figure.
+    show, save
+        ``plt.show()``; save path. The figure is returned in every case.
     **kwargs
         Passed to ``sc.pl.umap`` (``palette``, ``legend_loc``, ``size``...).
     """
@@ -100,10 +104,18 @@ def latent_umap(
             raise ScivaeInputError(f"{key!r} is neither an obs column nor a gene of the AnnData: pass one of those")
         column = adata[:, key].X
         view.obs[key] = np.asarray(column.todense() if hasattr(column, "todense") else column).ravel()
-    if ax is not None and len(colors) > 1:
-        raise ScivaeInputError("ax= takes one panel: pass a single color, or ax=None for one panel per color")
     import matplotlib.pyplot as plt
 
+    if isinstance(ax, (list, tuple, np.ndarray)):  # one Axes per colour
+        axes = list(np.ravel(ax))
+        if len(axes) != max(len(colors), 1):
+            raise ScivaeInputError(f"pass one Axes per color: {len(colors)} colors, {len(axes)} Axes")
+        titles = [title] * len(axes) if title is None or isinstance(title, str) else list(title)
+        for a, c, t in zip(axes, colors or [None], titles, strict=False):
+            sc.pl.umap(view, color=c, title=t, ax=a, show=False, **kwargs)
+        return finish(axes[0].figure, show, save)
+    if ax is not None and len(colors) > 1:
+        raise ScivaeInputError("ax= takes one panel: pass one Axes per color, or ax=None for a new figure")
     if ax is None and len(colors) <= 1:
         fig, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
     drawn = sc.pl.umap(view, color=colors or None, title=title, ax=ax, show=False, **kwargs)

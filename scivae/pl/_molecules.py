@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: Columns of scivae's molecule tables shown under the SMILES when present (name -> legend format).
 LEGEND_COLUMNS = {"t": "t={:.2f}", "value": "z={:+.2f}", "similarity": "Tanimoto {:.2f}", "distance": "|dz| {:.2f}"}
+#: Height of the legend band under each molecule, in pixels.
+LEGEND_PIXELS = 36
 #: Longest SMILES written in full in a legend.
 MAX_LEGEND_CHARS = 38
 
@@ -28,6 +30,21 @@ def _legend(smiles: str, valid: bool, extras: list[str]) -> str:
     if extras:
         lines.append(", ".join(extras))
     return "\n".join(lines)
+
+
+def _draw(mol: Any, width: int, height: int, rdMolDraw2D: Any) -> np.ndarray:
+    """One molecule as an RGB float array, drawn by RDKit's Cairo canvas (no PIL or notebook renderer)."""
+    import io
+
+    import matplotlib.image as mpimg
+
+    canvas = rdMolDraw2D.MolDraw2DCairo(width, height)
+    options = canvas.drawOptions()
+    options.padding = 0.12
+    options.fixedBondLength = height / 8  # one scale for all molecules (larger ones still shrink to fit)
+    canvas.DrawMolecule(mol)
+    canvas.FinishDrawing()
+    return mpimg.imread(io.BytesIO(canvas.GetDrawingText()), format="png")[..., :3]
 
 
 def molecules(
@@ -89,24 +106,23 @@ def molecules(
                 value = getattr(row, c)
                 if isinstance(value, (int, float, np.number)) and np.isfinite(value):
                     extras.append(LEGEND_COLUMNS.get(c, c + " {:.3g}").format(float(value)))
-            mols.append(mol if valid else Chem.Mol())
+            mols.append(mol if valid else None)
             legends.append(str(legend[i]) if legend is not None else _legend(smiles, valid, extras))
     n_cols = max(1, min(int(n_cols), len(mols)))
     n_rows = -(-len(mols) // n_cols)
     w, h = (int(v) for v in mol_size)
-    # drawn with RDKit's Cairo canvas to PNG bytes (no PIL or notebook renderer involved)
-    canvas = rdMolDraw2D.MolDraw2DCairo(w * n_cols, h * n_rows, w, h)
-    canvas.drawOptions().legendFontSize = 14
-    canvas.DrawMolecules(mols, legends=legends)
-    canvas.FinishDrawing()
-    import io
-
-    import matplotlib.image as mpimg
-
-    pixels = mpimg.imread(io.BytesIO(canvas.GetDrawingText()), format="png")
-    height, width = pixels.shape[:2]
-    fig, ax = _new_axes(ax, (width / 100, height / 100 + (0.4 if title else 0)))
-    ax.imshow(pixels)
+    tile = h + LEGEND_PIXELS  # the molecule, then a white band for its legend
+    grid = np.ones((n_rows * tile, n_cols * w, 3), dtype=np.float32)
+    for i, mol in enumerate(mols):
+        if mol is not None:
+            r, c = divmod(i, n_cols)
+            grid[r * tile : r * tile + h, c * w : (c + 1) * w] = _draw(mol, w, h, rdMolDraw2D)
+    fig, ax = _new_axes(ax, (n_cols * w / 80, n_rows * tile / 80 + (0.4 if title else 0)))
+    ax.imshow(grid)
+    for i, text in enumerate(legends):
+        r, c = divmod(i, n_cols)
+        color = "black" if mols[i] is not None else "tab:red"
+        ax.text(c * w + w / 2, r * tile + h + 2, text, ha="center", va="top", fontsize=8, color=color)
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=10)
