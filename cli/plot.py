@@ -17,6 +17,8 @@ from scivae.errors import ScivaeInputError
 
 UMAP_FILE = "latent_umap.png"
 MOLECULES_FILE = "molecules.png"
+#: Cells drawn in the UMAP at most (a seeded random subset beyond): its cost grows with the cells.
+MAX_UMAP_CELLS = 50_000
 
 
 def _echo(message: str) -> None:
@@ -25,21 +27,29 @@ def _echo(message: str) -> None:
 
 def cell_umap_png(path: Path, adata: Any, colors: list[str] | None = None, seed: int = 0) -> Path:
     """Write the latent UMAP of an embedded AnnData, coloured by ``colors`` (default: Leiden clusters of the
-    latent, and the batch when the fit had one). The AnnData is not modified."""
+    latent, and the batch when the fit had one), on at most :data:`MAX_UMAP_CELLS` cells. The AnnData is not
+    modified."""
     import anndata as ad
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from scivae import latent, pl
 
     key = adata.uns.get("scivae", {}).get("key_added", "X_scivae")
     if key not in adata.obsm:
         raise ScivaeInputError(f"the embedded AnnData has no obsm[{key!r}]: re-run `scivae fit`")
-    view = ad.AnnData(obs=adata.obs.copy(), obsm={key: adata.obsm[key]})
-    if not colors:
-        view.obs["scivae_leiden"] = latent.cluster(view.obsm[key], seed=seed)
+    rows = np.arange(adata.n_obs)
+    if adata.n_obs > MAX_UMAP_CELLS:
+        rows = np.sort(np.random.default_rng(seed).choice(adata.n_obs, MAX_UMAP_CELLS, replace=False))
+        _echo(f"latent UMAP of {MAX_UMAP_CELLS} random cells of {adata.n_obs}")
+    if colors:  # obs columns or genes of the file
+        cells = adata[rows] if len(rows) < adata.n_obs else adata
+    else:  # Leiden clusters of the latent (and the batch), on a light copy: obs and the latent only
+        cells = ad.AnnData(obs=adata.obs.iloc[rows].copy(), obsm={key: np.asarray(adata.obsm[key])[rows]})
+        cells.obs["scivae_leiden"] = latent.cluster(cells.obsm[key], seed=seed)
         batch_key = adata.uns.get("scivae", {}).get("params", {}).get("batch_key")
-        colors = ["scivae_leiden"] + ([batch_key] if batch_key in view.obs else [])
-    plt.close(pl.latent_umap(view, color=colors, use_rep=key, seed=seed, save=path))
+        colors = ["scivae_leiden"] + ([batch_key] if batch_key in cells.obs else [])
+    plt.close(pl.latent_umap(cells, color=colors, use_rep=key, seed=seed, save=path))
     return path
 
 

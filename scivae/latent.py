@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from scivae.core.data import iterate_batches
 from scivae.core.model import BaseModel, select_rows
 from scivae.core.seeding import cpu_generator
 from scivae.errors import ScivaeInputError
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 INTERPOLATION_METHODS = ("slerp", "linear")
+_LATENT = "_latent_points"
 CLUSTER_METHODS = ("leiden", "kmeans")
 ANOMALY_METHODS = ("elbo", "iwae")
 
@@ -77,6 +79,17 @@ def _with_columns(out: Any, columns: dict[str, Any], *, front: bool = False) -> 
 
 def _repeat(arrays: dict[str, Any], n: int) -> dict[str, Any]:
     return select_rows(arrays, np.zeros(n, dtype=np.int64))
+
+
+@torch.no_grad()
+def _log_likelihood(model: BaseModel, arrays: dict[str, Any], z: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """``log p(x_i | z_i)`` in nats for each row ``i`` of the items' ``arrays`` and latent points ``z``."""
+    device = model._ready()
+    out = []
+    for batch in iterate_batches({**arrays, _LATENT: z}, batch_size, device):
+        zb = batch.pop(_LATENT)
+        out.append(model.module.log_likelihood(batch, zb).float().cpu())
+    return torch.cat(out).numpy()
 
 
 def _posterior_of_items(model: BaseModel, items: Sequence[Any], data: Any):
@@ -110,14 +123,15 @@ def decode(model: BaseModel, z: np.ndarray, **options: Any) -> Any:
 def reconstruct(model: BaseModel, data: Any = None, **options: Any) -> Any:
     """Encode every item of ``data`` to its posterior mean and decode it again.
 
-    The result has one row per item with the item's label in ``input`` and the adapter's comparison with the
-    item: ``same`` and ``similarity`` (Tanimoto) for molecules, ``correlation`` with the observed expression
-    for cells.
+    The result has one row per item with the item's label in ``input``, ``log_likelihood`` (``log p(x | mu)``
+    of the item at its own code, nats) and the adapter's comparison with the item (molecules: ``similarity``,
+    Tanimoto, and ``same``).
     """
     labels, arrays = _trained(model)._labelled_arrays(data)
     mu, _ = model._posterior_from_arrays(arrays)
     out = model.decode(mu, like=arrays, **options)
     _with_columns(out, {"input": labels}, front=True)
+    _with_columns(out, {"log_likelihood": _log_likelihood(model, arrays, mu)})
     return _with_columns(out, model._annotate_decoded(out, labels, arrays))
 
 
@@ -255,8 +269,9 @@ def sample_around(
     Returns
     -------
     DataFrame or AnnData
-        The decoded points with ``distance`` (latent distance from ``mu``) and the adapter's comparison with the
-        item (molecules: ``similarity``, Tanimoto, and ``same``; cells: ``correlation``).
+        The decoded points with ``distance`` (latent distance from ``mu``), ``log_likelihood`` (``log p(x | z)``
+        of the item at each point, nats: how well the point still explains the item) and the adapter's
+        comparison with the item (molecules: ``similarity``, Tanimoto, and ``same``).
     """
     if int(n) < 1 or not scale >= 0:
         raise ScivaeInputError(f"need n >= 1 and scale >= 0, got n={n}, scale={scale}")
@@ -266,7 +281,7 @@ def sample_around(
     z = (mu + scale * np.exp(0.5 * logvar) * eps).astype(np.float32)
     like = _repeat(arrays, int(n))
     out = model.decode(z, like=like, seed=s + 1, **options)
-    _with_columns(out, {"distance": np.linalg.norm(z - mu, axis=1)})
+    _with_columns(out, {"distance": np.linalg.norm(z - mu, axis=1), "log_likelihood": _log_likelihood(model, like, z)})
     return _with_columns(out, model._annotate_decoded(out, labels * int(n), like))
 
 
@@ -313,6 +328,9 @@ def anomaly_scores(
 ) -> np.ndarray:
     """Per-item anomaly score: the negative ELBO (``"elbo"``) or the negative importance-sampled log-likelihood
     (``"iwae"``), in nats. Higher means the model explains the item worse.
+
+    The score counts nats over the whole item, so it grows with the amount of data in it (a cell's counts, a
+    molecule's tokens): rank items of similar size against each other, or divide by the size.
 
     ``n_samples``: Monte-Carlo samples per item (default 1 for the ELBO, 100 for IWAE); ``seed`` seeds them.
     """

@@ -8,7 +8,6 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 
 from scivae.cells.data import CellData, CovariateEncoder, align, prepare
@@ -374,20 +373,6 @@ class CellVAE(BaseModel):
         return ad.AnnData(
             X=expr, obs=pd.DataFrame(index=[str(i) for i in range(len(expr))]), var=pd.DataFrame(index=self.genes)
         )
-
-    def _annotate_decoded(
-        self, decoded: ad.AnnData, query_labels: list[str], query_arrays: Mapping[str, Any]
-    ) -> dict[str, np.ndarray]:
-        """``correlation``: Pearson correlation, over genes, of the log denoised expression with the log of the
-        query cell's own normalised counts."""
-        x = query_arrays["x"]
-        x = np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
-        observed = np.log1p(x / np.clip(x.sum(1, keepdims=True), 1.0, None) * 1e4)
-        denoised = np.log1p(np.asarray(decoded.X, dtype=np.float64))
-        a = observed - observed.mean(1, keepdims=True)
-        b = denoised - denoised.mean(1, keepdims=True)
-        denom = np.sqrt((a**2).sum(1) * (b**2).sum(1))
-        return {"correlation": np.divide((a * b).sum(1), denom, out=np.full(len(a), np.nan), where=denom > 0)}
 
     def get_normalized_expression(
         self,

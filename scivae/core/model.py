@@ -61,7 +61,7 @@ def model_class(model_type: Any) -> type[BaseModel] | None:
 
 
 class BaseModel(ABC):
-    """Base of :class:`~scivae.CellVAE`, :class:`~scivae.MolVAE` and :class:`~scivae.dense.GaussianVAE`.
+    """Base of every scivae model (count VAEs for cells, sequence VAEs for molecules, dense tables...).
 
     Subclasses own a :class:`VAEModule` in ``self.module`` (built under :func:`~scivae.core.seeding.seeded`
     with ``self.seed``), turn their domain data into row-aligned arrays and implement the persistence hooks.

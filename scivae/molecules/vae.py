@@ -520,9 +520,9 @@ class MolVAE(BaseModel):
         Returns
         -------
         pandas.DataFrame
-            ``smiles``, ``valid``, ``distance`` (latent distance of the point from ``mu``), ``similarity``
-            (Tanimoto similarity to the query, Morgan radius 2, NaN when invalid) and ``same`` (the decoded
-            molecule is the query itself).
+            ``smiles``, ``valid``, ``distance`` (latent distance of the point from ``mu``), ``log_likelihood``
+            (log p(query | z), nats), ``similarity`` (Tanimoto similarity to the query, Morgan radius 2, NaN
+            when invalid) and ``same`` (the decoded molecule is the query itself).
         """
         return latent.sample_around(self, smiles, n, scale=scale, seed=seed, greedy=greedy, temperature=temperature)
 
@@ -533,8 +533,8 @@ class MolVAE(BaseModel):
         -------
         pandas.DataFrame
             ``input`` (canonical SMILES of the query), ``smiles`` (decoded, canonical when valid), ``valid``,
-            ``similarity`` (Tanimoto to the input) and ``same`` (the decoded molecule is the input: the
-            reconstruction accuracy is ``same.mean()``).
+            ``log_likelihood`` (log p(input | mu), nats), ``similarity`` (Tanimoto to the input) and ``same``
+            (the decoded molecule is the input: the reconstruction accuracy is ``same.mean()``).
         """
         return latent.reconstruct(self, _as_list(smiles), greedy=True, syntax=syntax, batch_size=batch_size)
 

@@ -112,6 +112,14 @@ def test_fit_cells_direct_call(h5ad: Path, tmp_path: Path) -> None:
     assert ad.read_h5ad(out / "embedded.h5ad").obsm["X_scivae"].shape == (400, 3)
     cfg = json.loads((out / "model" / "config.json").read_text())
     assert cfg["model_type"] == "cell" and len(cfg["adapter_state"]["genes"]) == 100
+    # scivae plot: the fit's pictures and a UMAP coloured by an obs column and a gene, into another folder
+    gene = cfg["adapter_state"]["genes"][0]
+    pics = tmp_path / "pics"
+    r = runner.invoke(app, ["plot", str(out), "--out", str(pics), "--color", "sample", "--color", gene])
+    assert r.exit_code == 0, r.output
+    for name in ("training_curves.png", "kl_per_dim.png", "rate_distortion.png", "latent_umap.png"):
+        assert (pics / name).read_bytes()[:4] == b"\x89PNG", name
+    _one_line_error(runner.invoke(app, ["plot", str(out), "--color", "nothing"]), "neither an obs column nor a gene")
 
 
 def _one_line_error(r, expected: str) -> None:
