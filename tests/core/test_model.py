@@ -40,12 +40,14 @@ def test_the_built_in_adapters_are_entry_points() -> None:
     assert model_class("nope") is None and model_class({"x": 1}) is None
 
 
-def test_core_source_names_no_adapter() -> None:
-    core = ROOT / "scivae" / "core"
-    for path in core.glob("*.py"):
+def test_core_source_names_no_adapter_and_no_cli_flag() -> None:
+    import re
+
+    for path in (ROOT / "scivae" / "core").glob("*.py"):
         text = path.read_text()
-        for name in ("scivae.cells", "scivae.molecules", "scivae.dense", "scivae_cli", "--"):
+        for name in ("scivae.cells", "scivae.molecules", "scivae.dense", "scivae_cli"):
             assert f'"{name}' not in text and f"import {name}" not in text, (path.name, name)
+        assert not re.search(r"[\"'`]--[a-z]", text), f"{path.name} names a command-line flag"
 
 
 def test_a_tampered_model_type_imports_nothing(gaussian_dir, tmp_path) -> None:
