@@ -38,7 +38,7 @@ FAST = os.environ.get("SCIVAE_FAST") == "1"
 OUT = os.environ.get("SCIVAE_TUTORIAL_OUT", "tutorial_output")
 os.makedirs(OUT, exist_ok=True)
 torch.set_num_threads(1)
-EPOCHS = 25 if FAST else None  # None: scvi-tools' epoch rule with early stopping
+EPOCHS = 60 if FAST else None  # None: scvi-tools' epoch rule with early stopping
 
 
 def save(fig, name):
@@ -48,26 +48,29 @@ def save(fig, name):
 
 
 # %% [markdown]
-# 2,000 cells (1,000 per condition) x 1,504 genes, raw counts. Coarse cell types from raw markers, to check
-# later that the embedding keeps them apart: monocytes (LYZ), T cells (CD3E), B cells (MS4A1), NK (GNLY
-# without CD3E); cells matching none stay unassigned.
+# 2,000 cells (1,000 per condition) x 1,504 genes, raw counts, about 500 counts per cell: shallow data, where
+# single markers are often not detected. Coarse lineages from marker *sets*, to check later that the embedding
+# keeps them apart: per cell, the summed normalised counts of each set; a cell gets the lineage whose sum is
+# at least twice every other (T cells, NK cells, B cells, myeloid cells), else it stays unassigned.
 
 # %%
 adata = scivae.datasets.ifnb()
 print(adata, adata.obs["condition"].value_counts().to_dict(), sep="\n")
-
-
-def counts(gene):
-    return np.asarray(adata[:, gene].X.todense()).ravel()
-
-
-cell_type = np.full(adata.n_obs, "unassigned", dtype=object)
-cell_type[counts("CD3E") >= 1] = "T"
-cell_type[(counts("GNLY") >= 5) & (counts("CD3E") == 0)] = "NK"
-cell_type[(counts("MS4A1") >= 2) & (counts("CD3E") == 0)] = "B"
-cell_type[(counts("LYZ") >= 20) & (counts("CD3E") == 0)] = "monocyte"
-adata.obs["cell type (markers)"] = pd.Categorical(cell_type)
-print(adata.obs["cell type (markers)"].value_counts().to_dict())
+LINEAGES = {
+    "T": ["CD3E", "IL7R", "CCR7", "CD8A"],
+    "NK": ["GNLY", "NKG7"],
+    "B": ["MS4A1", "CD79A"],
+    "myeloid": ["LYZ", "CD14", "FCGR3A", "MS4A7"],
+}
+per_10k = adata.X.multiply(1e4 / adata.X.sum(1)).tocsr()
+score = np.column_stack(
+    [np.asarray(per_10k[:, adata.var_names.get_indexer(g)].sum(1)).ravel() for g in LINEAGES.values()]
+)
+top2 = np.sort(score, axis=1)[:, -2:]
+cell_type = np.where(top2[:, 1] >= 2 * top2[:, 0] + 1e-9, np.array(list(LINEAGES))[score.argmax(1)], "unassigned")
+cell_type = np.where(top2[:, 1] > 0, cell_type, "unassigned").astype(object)
+adata.obs["lineage (markers)"] = pd.Categorical(cell_type)
+print(adata.obs["lineage (markers)"].value_counts().to_dict())
 
 # %% [markdown]
 # ## Two models: without and with the condition as batch
@@ -89,7 +92,7 @@ for name, m in (("plain", plain), ("corrected", corrected)):
 
 # %%
 fig, axes = plt.subplots(2, 2, figsize=(11, 9), layout="constrained")
-colors = ["condition", "cell type (markers)"]
+colors = ["condition", "lineage (markers)"]
 for col, key in enumerate(("X_plain", "X_corrected")):
     titles = [f"{key[2:]}: {c}" for c in colors]
     pl.latent_umap(adata, use_rep=key, color=colors, ax=axes[:, col], title=titles)
@@ -100,8 +103,8 @@ save(fig, "ifnb_umaps.png")
 #
 # For every cell, the share of its 15 nearest latent neighbours that come from the *other* condition. With
 # the two conditions in equal numbers, perfect mixing gives about 0.5; two separate islands give 0. The
-# biology must survive the mixing: the share of neighbours with the cell's own marker-based type (among
-# assigned cells) should stay high.
+# biology must survive the mixing: among cells with a marker lineage, the share of their assigned neighbours
+# that have the same lineage should stay high.
 
 # %%
 K = 15
@@ -118,8 +121,9 @@ mixing = {}
 for key in ("X_plain", "X_corrected"):
     idx = neighbours(adata.obsm[key])
     mixing[key] = (condition[idx] != condition[:, None]).mean(1)
-    same_type = (cell_type[idx] == cell_type[:, None])[assigned].mean()
-    summary[key[2:]] = {"mixing": float(mixing[key].mean()), "same cell type": float(same_type)}
+    known = assigned[idx] & assigned[:, None]
+    same_type = (cell_type[idx] == cell_type[:, None])[known].mean()
+    summary[key[2:]] = {"mixing": float(mixing[key].mean()), "same lineage": float(same_type)}
 print(pd.DataFrame(summary).round(3))
 
 fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
@@ -132,8 +136,8 @@ ax.set_ylabel("cells")
 ax.legend(fontsize=8)
 save(fig, "ifnb_mixing.png")
 
-assert summary["corrected"]["mixing"] > summary["plain"]["mixing"] + 0.1, summary
-assert summary["corrected"]["same cell type"] > 0.7, summary
+assert summary["corrected"]["mixing"] > summary["plain"]["mixing"] + (0.1 if FAST else 0.2), summary
+assert summary["corrected"]["same lineage"] > 0.8, summary
 
 # %% [markdown]
 # ## The condition lives in the decoder

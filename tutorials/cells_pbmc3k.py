@@ -97,7 +97,7 @@ markers = {
     "NK": "GNLY",
     "B": "MS4A1",
     "CD14 mono": "LYZ",
-    "FCGR3A mono": "FCGR3A",
+    "FCGR3A mono": "MS4A7",
     "DC": "FCER1A",
     "Megakaryocyte": "PPBP",
 }

@@ -118,6 +118,8 @@ def latent_umap(
         raise ScivaeInputError("ax= takes one panel: pass one Axes per color, or ax=None for a new figure")
     if ax is None and len(colors) <= 1:
         fig, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
+    elif ax is None:
+        kwargs.setdefault("wspace", 0.45)  # room for categorical legends between the panels
     drawn = sc.pl.umap(view, color=colors or None, title=title, ax=ax, show=False, **kwargs)
     if ax is not None:
         fig = ax.figure
