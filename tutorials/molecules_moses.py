@@ -41,6 +41,8 @@ OUT = os.environ.get("SCIVAE_TUTORIAL_OUT", "tutorial_output")
 os.makedirs(OUT, exist_ok=True)
 torch.set_num_threads(int(os.environ.get("SCIVAE_THREADS", "1" if FAST else "2")))
 warnings.filterwarnings("ignore", category=UserWarning)  # Lightning's notes on data loader workers
+pd.set_option("display.width", 160)
+pd.set_option("display.max_columns", 12)
 N_TRAIN = 3000 if FAST else 50_000
 FIT = dict(max_epochs=6, batch_size=64) if FAST else dict(max_epochs=100, max_time=8.0)  # max_time in minutes
 N_SAMPLES = 300 if FAST else 3000
@@ -93,7 +95,7 @@ print(f"valid: {samples['valid'].mean():.3f} with the syntax mask, {raw['valid']
 metrics = compute_metrics(samples["smiles"].where(samples["valid"], "").tolist(), train=train, test=test)
 print(pd.Series(metrics).round(3).to_string())
 save(pl.molecules(samples[samples["valid"]].head(15), title="prior samples (valid ones)"), "moses_samples.png")
-assert metrics["valid"] == samples["valid"].mean()
+assert abs(metrics["valid"] - samples["valid"].mean()) < 1e-9
 assert samples["valid"].mean() >= raw["valid"].mean()
 if not FAST:
     assert metrics["valid"] > 0.5 and metrics["unique@1000"] > 0.9 and metrics["Novelty"] > 0.5
