@@ -9,8 +9,9 @@ CONSTRAINTS := -c constraints.txt
 STAMP := $(VENV)/.installed
 DEMO_DATA := datasets/pbmc3k/pbmc3k_raw.h5ad
 DEMO_OUT := demo_output
+TUTORIAL_OUT := tutorial_output
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean tutorials
 
 venv: $(STAMP)
 
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	        echo "no GPU: installing torch 2.13.0 (CPU build)"; \
 	        $(PIP) install $(CONSTRAINTS) "torch==2.13.0" >> $(VENV)/install.log 2>&1; \
 	    fi \
-	    && $(PIP) install $(CONSTRAINTS) -e ".[dev]" >> $(VENV)/install.log 2>&1 \
+	    && $(PIP) install $(CONSTRAINTS) -e ".[all,dev]" >> $(VENV)/install.log 2>&1 \
 	    || { grep -v "is ignored" $(VENV)/install.log | tail -40; echo "install failed: see $(VENV)/install.log"; exit 1; }
 	@$(PY) -c "import scivae, scivae_cli, torch; print('installed scivae', scivae.__version__, '| torch', torch.__version__)"
 	@touch $(STAMP)
@@ -40,8 +41,16 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
+# Every tutorial end to end (full-length fits; SCIVAE_FAST=1 runs the short versions the test suite runs).
+tutorials: $(STAMP)
+	@mkdir -p $(TUTORIAL_OUT)
+	@for t in tutorials/*.py; do \
+	    echo "== $$t"; SCIVAE_TUTORIAL_OUT=$(TUTORIAL_OUT) $(PY) $$t || exit 1; \
+	done
+	@echo "tutorial figures are in $(TUTORIAL_OUT)/"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) $(TUTORIAL_OUT) .pytest_cache .ruff_cache

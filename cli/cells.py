@@ -6,7 +6,8 @@ Outputs of ``fit`` (one folder, swapped into place when complete; see :mod:`sciv
     OUT/embedded.h5ad    the input plus obsm["X_scivae"] (one row per input cell) and uns["scivae"]
     OUT/metrics.json     final train/validation ELBO, reconstruction, KL, active units, time, data summary
     OUT/history.csv      one row per epoch
-    OUT/training_curves.png, OUT/kl_per_dim.png
+    OUT/training_curves.png, OUT/kl_per_dim.png, OUT/rate_distortion.png
+    OUT/latent_umap.png  UMAP of the latent, coloured by its Leiden clusters (and the batch)
 
 The input file is only read.
 """
@@ -170,6 +171,7 @@ def fit_cells(
         # in memory: our copy gets the latent (the input file is only read); backed: the file is copied
         _write_embedded(data if backed else adata, folder / "embedded.h5ad", KEY, latent, uns)
         write_fit_report(folder, result, extra={"params": params, "data": s})
+        _write_umap(folder, data if backed else adata, latent, uns, seed)
 
     result = fit_and_publish(output, fit, write, checkpoint_every=checkpoint_every)
     if not result.is_global_zero:  # the other DDP processes only trained
@@ -205,6 +207,28 @@ def _model_dir(path: Path) -> Path:
     return path
 
 
+def _write_umap(folder: Path, source: Any, latent: Any, uns: dict[str, Any], seed: int) -> None:
+    """The fit's ``latent_umap.png`` (see ``scivae plot``), from the cells' obs and latent only."""
+    import anndata as ad
+
+    from scivae_cli.plot import UMAP_FILE, cell_umap_png
+
+    obs = ad.read_h5ad(source, backed="r").obs if isinstance(source, Path) else source.obs  # backed: X stays on disk
+    cell_umap_png(folder / UMAP_FILE, ad.AnnData(obs=obs.copy(), obsm={KEY: latent}, uns={"scivae": uns}), seed=seed)
+
+
+def _use_inputs(model: Any, layer: str | None, batch_key: str | None) -> None:
+    """Read the new cells' counts from ``layer`` and their batch from ``batch_key`` (names in the new file)."""
+    import dataclasses
+
+    if layer is not None:
+        model.layer = layer
+    if batch_key is not None:
+        if model.encoder.batch_key is None:
+            raise ScivaeInputError("--batch-key: the model was trained without a batch key; leave the option out")
+        model.encoder = dataclasses.replace(model.encoder, batch_key=batch_key)
+
+
 def embed(
     model_dir: Annotated[Path, typer.Argument(help="Model folder (OUT/model from `scivae fit`, or OUT itself).")],
     data: Annotated[
@@ -215,6 +239,13 @@ def embed(
     ] = None,
     key_added: Annotated[str, typer.Option(help="obsm key of the embedding.")] = KEY,
     batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 1024,
+    layer: Annotated[
+        str | None, typer.Option(help="Layer of the new file holding raw counts (default: the model's).")
+    ] = None,
+    batch_key: Annotated[
+        str | None,
+        typer.Option(help="obs column of the new file holding the batch, if not named as in training."),
+    ] = None,
     backed: Annotated[
         bool, typer.Option("--backed", help="Stream the .h5ad from disk: X is never loaded (output: a copy + latent).")
     ] = False,
@@ -235,6 +266,7 @@ def embed(
         raise ScivaeInputError(f"-o {out} is the input file: pass another output path (inputs are never modified)")
     check_writable(out.parent, "-o")
     model = CellVAE.load(_model_dir(Path(model_dir)))
+    _use_inputs(model, layer, batch_key)
     source: Any = data if backed else read_anndata(data)
     latent = model.get_latent(source, batch_size=batch_size)
     uns = _uns_safe({"key_added": key_added, "model": str(model_dir), "genes": model.genes})

@@ -344,6 +344,7 @@ _register("embed", "scivae_cli.cells", "embed")
 _register("generate", "scivae_cli.molecules", "generate")
 _register("interpolate", "scivae_cli.molecules", "interpolate")
 _register("evaluate", "scivae_cli.evaluate", "evaluate")
+_register("plot", "scivae_cli.plot", "plot")
 
 
 def run() -> None:

@@ -162,14 +162,32 @@ def fit_molecules(
     _echo(f"model: {out / 'model'}  samples: {out / SAMPLES_FILE}  report: {out / 'metrics.json'}")
 
 
+def _device(name: str) -> str:
+    """Check a ``--device`` name: ``auto``, ``cpu``, or an available CUDA device."""
+    import torch
+
+    try:
+        device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else name.replace("auto", "cpu"))
+    except RuntimeError:
+        raise ScivaeInputError(f"--device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ScivaeInputError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ScivaeInputError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+    return str(device)
+
+
 def _load(model_dir: Path) -> Any:
     from scivae.molecules import MolVAE
 
     return MolVAE.load(model_dir)
 
 
+MODEL_HELP = "Output folder of `scivae fit` (OUT) or its model folder (OUT/model)."
+
+
 def generate(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder written by `scivae fit` (OUT/model).")],
+    model_dir: Annotated[Path, typer.Argument(help=MODEL_HELP)],
     n: Annotated[int, typer.Option("-n", "--n", help="Number of molecules to sample.")],
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write SMILES here (.smi; .csv adds a valid column).")
@@ -196,6 +214,7 @@ def generate(
             "--syntax/--raw", help="SMILES models: mask tokens that break SMILES syntax (--raw: the model's own)."
         ),
     ] = True,
+    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Sample molecules from a trained molecule VAE's prior; print SMILES or write them to a file."""
     from scivae.core.checks import positive_float, positive_int
@@ -210,7 +229,13 @@ def generate(
         check_writable(output.parent, "-o")
     vae = _load(model_dir)
     df = vae.sample(
-        n, temperature=temperature, greedy=not sample_tokens, batch_size=batch_size, seed=seed, syntax=syntax
+        n,
+        temperature=temperature,
+        greedy=not sample_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        syntax=syntax,
+        device=_device(device),
     )
     n_valid = int(df["valid"].sum())
     if valid_only:
@@ -230,7 +255,7 @@ def generate(
 
 
 def interpolate(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder written by `scivae fit` (OUT/model).")],
+    model_dir: Annotated[Path, typer.Argument(help=MODEL_HELP)],
     smiles_a: Annotated[str, typer.Argument(help="Start molecule (SMILES).")],
     smiles_b: Annotated[str, typer.Argument(help="End molecule (SMILES).")],
     steps: Annotated[int, typer.Option(help="Points on the path, end points included.")] = 10,

@@ -7,12 +7,15 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import numpy as np
 
 from scivae.errors import ScivaeInputError
+
+if TYPE_CHECKING:
+    from scivae.cells import CellVAE
 
 __all__ = ["embed"]
 
@@ -41,8 +44,9 @@ def embed(
     max_epochs: int | None = None,
     key_added: str = "X_scivae",
     copy: bool = False,
+    return_model: bool = False,
     **kwargs: Any,
-) -> ad.AnnData | None:
+) -> ad.AnnData | CellVAE | tuple[ad.AnnData, CellVAE] | None:
     """Fit a :class:`~scivae.CellVAE` on ``adata`` and store the latent means in ``adata.obsm[key_added]``.
 
     Every cell of ``adata`` gets a row, in ``obs`` order: cells without counts (left out of training) are
@@ -65,14 +69,17 @@ def embed(
         ``obsm`` key of the embedding.
     copy
         Work on a copy and return it instead of modifying ``adata``.
+    return_model
+        Also return the trained :class:`~scivae.CellVAE` (for :mod:`scivae.latent` and :mod:`scivae.pl`).
     **kwargs
         Further arguments of :class:`~scivae.CellVAE` (``likelihood``, ``n_top_genes``, ``n_hidden``...) and
         of :meth:`~scivae.CellVAE.fit` (``batch_size``, ``accelerator``, ``seed``, ``kl_schedule``...).
 
     Returns
     -------
-    AnnData or None
-        The copy if ``copy=True``, else ``None``.
+    AnnData, CellVAE, (AnnData, CellVAE) or None
+        The copy if ``copy=True``, the model if ``return_model=True`` (both, in that order, if both), else
+        ``None``.
 
     Notes
     -----
@@ -115,4 +122,5 @@ def embed(
             "genes": list(model.genes),
         }
     )
-    return target if copy else None
+    returned = ([target] if copy else []) + ([model] if return_model else [])
+    return returned[0] if len(returned) == 1 else (tuple(returned) if returned else None)

@@ -16,3 +16,33 @@ def digits() -> np.ndarray:
     from sklearn.datasets import load_digits
 
     return (load_digits().data / 16.0).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def cell_model():
+    """A CellVAE fitted on 800 real PBMC cells x 300 genes (12 epochs), shared by the latent and plot tests."""
+    import warnings
+
+    from scivae.cells import CellVAE
+    from tests.cells.conftest import pbmc_subset
+
+    torch.set_num_threads(1)
+    adata = pbmc_subset(800, 300, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return CellVAE(adata, n_latent=8, n_hidden=64, seed=0).fit(max_epochs=12, kl_warmup=20, progress_bar=False)
+
+
+@pytest.fixture(scope="session")
+def mol_model():
+    """A MolVAE (the "cpu" preset, default KL settings) after a short fit on 1,500 MOSES molecules."""
+    import warnings
+
+    from scivae.datasets import moses
+    from scivae.molecules import MolVAE
+
+    torch.set_num_threads(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = MolVAE(moses("train", n=1500, seed=21), architecture="cpu", seed=0)
+        return vae.fit(max_epochs=3, batch_size=64, progress_bar=False, accelerator="cpu")

@@ -47,8 +47,12 @@ def test_embed_then_scanpy_neighbors_and_leiden(tmp_path) -> None:
 
 def test_embed_copy_and_key_added() -> None:
     adata = pbmc_subset(300, 120, seed=12)
-    out = scivae.tl.embed(adata, n_latent=3, max_epochs=2, key_added="X_vae", copy=True, n_hidden=32, **FAST)
+    out, model = scivae.tl.embed(
+        adata, n_latent=3, max_epochs=2, key_added="X_vae", copy=True, return_model=True, n_hidden=32, **FAST
+    )
     assert out is not adata and out.obsm["X_vae"].shape == (300, 3)
+    assert isinstance(model, scivae.CellVAE) and model.adata is out
+    np.testing.assert_array_equal(scivae.latent.encode(model), out.obsm["X_vae"])
     assert "X_vae" not in adata.obsm and "scivae" not in adata.uns
     assert out.uns["scivae"]["key_added"] == "X_vae"
 

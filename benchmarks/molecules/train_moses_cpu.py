@@ -202,7 +202,7 @@ def main() -> None:
         progress_bar=False,
         seed=args.seed,
         callbacks=[validity],
-    )
+    ).fit_result
     print(f"load average at the end of training: {os.getloadavg()}", flush=True)
     evaluate(args, vae, data, full_train, test, machine, fit, time.process_time() - cpu0)
 

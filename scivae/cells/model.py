@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import torch
 
 from scivae.cells.data import CellData, CovariateEncoder, align, prepare
@@ -23,7 +23,9 @@ from scivae.cells.streaming import (
 from scivae.core import BaseModel, FitResult, KLConfig, KLSchedule, split_indices
 from scivae.core.checks import positive_int
 from scivae.core.device_data import iterate_device_batches
+from scivae.core.model import select_rows
 from scivae.core.persistence import check_config_keys, check_saved_shapes
+from scivae.core.seeding import seeded
 from scivae.errors import ModelFormatError, ScivaeInputError
 
 #: Upper bound of the default number of epochs (the rule follows scvi-tools, see :func:`default_max_epochs`).
@@ -42,23 +44,12 @@ def default_max_epochs(n_cells: int) -> int:
     return int(max(10, min(round(20000 / max(n_cells, 1) * 400), MAX_DEFAULT_EPOCHS)))
 
 
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    """Run a stochastic evaluation with its own seed, leaving the caller's global RNG untouched."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def _check_saved(config: dict[str, Any], state: dict[str, Any]) -> None:
     """Keys and gene count of a saved cell model, checked before anything is built."""
     import dataclasses
     import inspect
 
-    check_config_keys(config, set(inspect.signature(CellVAEModule.__init__).parameters) - {"self"})
+    check_config_keys(config, (set(inspect.signature(CellVAEModule.__init__).parameters) - {"self"}) | {"seed"})
     if isinstance(config.get("kl_config"), dict):
         check_config_keys(config["kl_config"], {f.name for f in dataclasses.fields(KLConfig)}, "kl_config")
     check_config_keys(state, {"genes", "layer", "covariates", "data_summary", "metrics"}, "adapter_state")
@@ -115,7 +106,7 @@ class CellVAE(BaseModel):
         passes over chunks of rows, training reads shuffled chunks (:mod:`scivae.cells.streaming`), and
         :meth:`get_latent` streams too; memory stays flat as the number of cells grows.
     seed
-        Seed of the initial weights (``fit`` has its own seed for the split and the shuffling).
+        Seed of the initial weights and, unless ``fit(seed=)`` gives another, of the fit (split, shuffling).
 
     Examples
     --------
@@ -173,7 +164,8 @@ class CellVAE(BaseModel):
         self.data_summary = data.summary
         self.fit_result: FitResult | None = None
         lib_mean, lib_var = self._library_prior(data) if library == "latent" else (None, None)
-        with _seeded(seed):  # the initial weights depend on the seed only, not on the global RNG
+        self.seed = int(seed)
+        with seeded(self.seed):  # the initial weights depend on the seed only, not on the global RNG
             self.module = self._new_module(
                 n_genes=len(genes),
                 n_latent=n_latent,
@@ -198,9 +190,10 @@ class CellVAE(BaseModel):
 
     @staticmethod
     def _new_module(**config: Any) -> CellVAEModule:
-        kl = config.get("kl_config")
-        if isinstance(kl, dict):
-            config["kl_config"] = KLConfig(**kl)
+        config.pop("seed", None)
+        # the KL settings are saved under "kl" like every model's ("kl_config" in folders of scivae <= 0.1.0)
+        kl = config.pop("kl", None) if "kl" in config else config.get("kl_config")
+        config["kl_config"] = KLConfig(**kl) if isinstance(kl, dict) else kl
         config.setdefault("norm", "layer")  # models saved before the option existed used LayerNorm
         return CellVAEModule(**config)
 
@@ -227,11 +220,6 @@ class CellVAE(BaseModel):
             f"trained={self.is_trained})"
         )
 
-    @property
-    def history(self):
-        """Per-epoch training history (a DataFrame), or None before :meth:`fit`."""
-        return None if self.fit_result is None else self.fit_result.history
-
     def fit(
         self,
         max_epochs: int | None = None,
@@ -247,7 +235,7 @@ class CellVAE(BaseModel):
         adam_eps: float = 0.01,
         early_stopping: bool = True,
         patience: int = 20,
-        seed: int = 0,
+        seed: int | None = None,
         progress_bar: bool = True,
         **fit_kwargs: Any,
     ) -> CellVAE:
@@ -274,8 +262,8 @@ class CellVAE(BaseModel):
         early_stopping, patience
             Stop when the validation ELBO has not improved for ``patience`` epochs (best weights kept).
         seed
-            Seeds the split, the shuffling and the dropout masks (the initial weights come from
-            ``CellVAE(seed=)``): the same seeds give the same model.
+            Seeds the split, the shuffling and the dropout masks (default: the model's seed; the initial
+            weights come from ``CellVAE(seed=)``): the same seeds give the same model.
         progress_bar
             Show Lightning's progress bar.
         **fit_kwargs
@@ -296,6 +284,7 @@ class CellVAE(BaseModel):
             max_epochs = default_max_epochs(n)
         if max_epochs < 1:
             raise ScivaeInputError(f"max_epochs must be >= 1, got {max_epochs}")
+        seed = self.seed if seed is None else int(seed)
         train, val = split_indices(n, validation_fraction, seed)
         if kl_warmup is None and kl_schedule in (None, "linear"):
             steps_per_epoch = max(1, -(-len(train) // batch_size))
@@ -353,81 +342,106 @@ class CellVAE(BaseModel):
         """What :func:`scivae.core.iterate_batches` reads: the arrays, or the streamed data itself."""
         return data if isinstance(data, BackedCellData) else data.arrays
 
-    def get_latent(
+    def _data_arrays(self, data: Any) -> Any:
+        # an .h5ad path or a backed AnnData is streamed chunk by chunk (get_latent, get_elbo, get_marginal_ll)
+        return self._rows_of(self._cell_data(data))
+
+    def _labelled_arrays(self, data: ad.AnnData | None) -> tuple[list[str], dict[str, Any]]:
+        cells = self._cell_data(data)
+        if isinstance(cells, BackedCellData):
+            raise ScivaeInputError("this needs the cells in memory: pass an AnnData (or adata[cells].to_memory())")
+        source = data if data is not None else self.adata
+        labels = [str(n) for n in source.obs_names] if source is not None else [str(i) for i in range(cells.n_obs)]
+        return labels, cells.arrays
+
+    def _item_arrays(self, items: Sequence[Any], data: ad.AnnData | None = None) -> tuple[list[str], dict[str, Any]]:
+        """Items are cells of ``data`` (default: the training AnnData), by ``obs`` name or by position."""
+        labels, arrays = self._labelled_arrays(data)
+        where = {name: i for i, name in enumerate(labels)}
+        rows = []
+        for item in items:
+            if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+                if not -len(labels) <= int(item) < len(labels):
+                    raise ScivaeInputError(f"cell position {item} is out of range for {len(labels)} cells")
+                rows.append(int(item) % len(labels))
+            elif str(item) in where:
+                rows.append(where[str(item)])
+            else:
+                raise ScivaeInputError(f"{item!r} is not a cell of the data: pass an obs name or a position")
+        return [labels[r] for r in rows], select_rows(arrays, rows)
+
+    def _conditioning(self, n: int, like: Mapping[str, Any] | None, batch: str | None) -> dict[str, np.ndarray]:
+        """Covariate arrays for ``n`` decoded points: those of ``like``, else the reference (first) categories
+        and the training mean of continuous covariates; ``batch`` overrides the batch of every point."""
+        enc = self.encoder
+        if like is not None:
+            cond = {k: np.asarray(v) for k, v in like.items() if k in ("batch", "cat", "cont")}
+        else:
+            cond = {}
+            if enc.batch_key is not None:
+                cond["batch"] = np.zeros(n, dtype=np.int64)
+            if enc.categorical_keys:
+                cond["cat"] = np.zeros((n, len(enc.categorical_keys)), dtype=np.int64)
+            if enc.continuous_keys:
+                cond["cont"] = np.zeros((n, len(enc.continuous_keys)), dtype=np.float32)
+        if batch is not None:
+            if enc.batch_key is None:
+                raise ScivaeInputError("batch= (transform_batch=) needs a model trained with batch_key")
+            if str(batch) not in enc.batch_categories:
+                raise ScivaeInputError(
+                    f"batch {batch!r} is not a training batch: use one of {', '.join(enc.batch_categories[:10])}"
+                )
+            cond["batch"] = np.full(n, enc.batch_categories.index(str(batch)), dtype=np.int64)
+        return cond
+
+    @torch.no_grad()
+    def decode(
         self,
-        adata: ad.AnnData | None = None,
-        give_mean: bool = True,
+        z: np.ndarray,
+        *,
+        like: Mapping[str, Any] | None = None,
+        batch: str | None = None,
+        library_size: float = 1e4,
         batch_size: int = 1024,
-        seed: int | None = 0,
-    ) -> np.ndarray:
-        """Latent representation of every cell of ``adata`` (default: the training AnnData), in ``obs`` order.
+        seed: int | None = None,
+    ) -> ad.AnnData:
+        """Denoised expression at latent points: the decoded expression fractions times ``library_size``.
 
         Parameters
         ----------
-        adata
-            Cells to embed; genes are matched by name to the training genes (extra genes are ignored). An
-            ``.h5ad`` path or an AnnData opened with ``backed="r"`` is streamed chunk by chunk.
-        give_mean
-            Posterior mean (default) or one posterior sample.
+        z
+            Latent points, ``(n, n_latent)``.
+        like
+            Arrays of ``n`` cells whose covariates (batch...) the decoder uses; default: the first batch
+            category (and categorical covariate), continuous covariates at their training mean.
+        batch
+            Decode every point as if from this batch category (batch correction).
+        library_size
+            Total count each point is scaled to.
         batch_size
-            Cells per forward pass.
+            Points per forward pass.
         seed
-            Seed of the sample when ``give_mean=False``.
+            Unused (decoding is deterministic); accepted like every model's ``decode``.
 
         Returns
         -------
-        numpy.ndarray
-            ``(n_cells, n_latent)`` float32. Cells without counts are embedded too (encoder on zeros).
+        anndata.AnnData
+            ``n`` observations x the model's genes, ``X`` float32.
         """
-        self._require_trained()
-        data = self._cell_data(adata)
-        with _seeded(seed):
-            return self._latent_from_arrays(self._rows_of(data), give_mean=give_mean, batch_size=batch_size)
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.module.n_latent:
+            raise ScivaeInputError(f"z must have shape (n, {self.module.n_latent}), got {z.shape}")
+        arrays = {"z": z, **self._conditioning(len(z), like, batch)}
+        device = self._ready()
+        out = []
+        for part in iterate_device_batches(arrays, batch_size, device):
+            _, log_scale = self.module.decode(part.pop("z"), part)
+            out.append((log_scale.exp() * library_size).float().cpu())
+        expr = torch.cat(out).numpy()
+        return ad.AnnData(
+            X=expr, obs=pd.DataFrame(index=[str(i) for i in range(len(expr))]), var=pd.DataFrame(index=self.genes)
+        )
 
-    def get_elbo(
-        self,
-        adata: ad.AnnData | None = None,
-        n_samples: int = 1,
-        batch_size: int = 1024,
-        seed: int | None = 0,
-    ) -> np.ndarray:
-        """Per-cell evidence lower bound ``E_q[log p(x|z)] - KL`` (nats; higher is better).
-
-        A low ELBO flags cells the model explains badly (an anomaly score). With the observed library the
-        bound is on ``log p(x | library size)``.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(n_cells,)`` float32, in ``obs`` order.
-        """
-        self._require_trained()
-        data = self._cell_data(adata)
-        with _seeded(seed):
-            return self._per_obs(self._rows_of(data), "elbo", batch_size=batch_size, n_samples=n_samples)
-
-    def get_marginal_ll(
-        self,
-        adata: ad.AnnData | None = None,
-        n_samples: int = 100,
-        batch_size: int = 256,
-        seed: int | None = 0,
-    ) -> np.ndarray:
-        """Per-cell importance-sampled ``log p(x)`` (the IWAE bound with ``n_samples`` samples, nats).
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(n_cells,)`` float32; at least the ELBO in expectation, tighter as ``n_samples`` grows.
-        """
-        self._require_trained()
-        if n_samples < 1:
-            raise ScivaeInputError(f"n_samples must be >= 1, got {n_samples}")
-        data = self._cell_data(adata)
-        with _seeded(seed):
-            return self._per_obs(self._rows_of(data), "iwae", batch_size=batch_size, k=n_samples)
-
-    @torch.no_grad()
     def get_normalized_expression(
         self,
         adata: ad.AnnData | None = None,
@@ -440,7 +454,7 @@ class CellVAE(BaseModel):
         Parameters
         ----------
         adata
-            Cells (default: the training AnnData).
+            Cells (default: the training AnnData); in memory, as the result is a dense cells x genes matrix.
         library_size
             Total count each cell is scaled to.
         transform_batch
@@ -452,29 +466,13 @@ class CellVAE(BaseModel):
             ``(n_cells, n_genes)`` float32, columns in the order of :attr:`genes`.
         """
         self._require_trained()
-        data = self._cell_data(adata)
-        if isinstance(data, BackedCellData):
+        if isinstance(self._cell_data(adata), BackedCellData):
             raise ScivaeInputError(
                 "get_normalized_expression returns a dense cells x genes matrix: pass an in-memory subset as adata="
             )
-        arrays = dict(data.arrays)
-        if transform_batch is not None:
-            if self.encoder.batch_key is None:
-                raise ScivaeInputError("transform_batch needs a model trained with batch_key")
-            if str(transform_batch) not in self.encoder.batch_categories:
-                raise ScivaeInputError(
-                    f"transform_batch {transform_batch!r} is not a training batch: use one of "
-                    f"{', '.join(self.encoder.batch_categories[:10])}"
-                )
-            code = self.encoder.batch_categories.index(str(transform_batch))
-            arrays["batch"] = np.full(data.n_obs, code, dtype=np.int64)
-        self.module.eval()
-        out = []
-        for batch in iterate_device_batches(arrays, batch_size, self.device):
-            z = self.module.inference(batch).mu
-            _, log_scale = self.module.decode(z, batch)
-            out.append((log_scale.exp() * library_size).float().cpu())
-        return torch.cat(out).numpy()
+        arrays = self._data_arrays(adata)
+        mu = self._latent_from_arrays(arrays, batch_size=batch_size)
+        return self.decode(mu, like=arrays, batch=transform_batch, library_size=library_size, batch_size=batch_size).X
 
     # ------------------------------------------------------------------------------------------------------
     def _module_config(self) -> dict[str, Any]:
@@ -495,7 +493,8 @@ class CellVAE(BaseModel):
             "norm": m.norm,
             "library_log_mean": None,
             "library_log_var": None,
-            "kl_config": m.kl_config.to_dict(),
+            "kl": m.kl_config.to_dict(),
+            "seed": self.seed,
         }
         if m.library == "latent":
             cfg["library_log_mean"] = m.library_log_mean.tolist()
@@ -523,6 +522,7 @@ class CellVAE(BaseModel):
         _check_saved(config, state)
         check_saved_shapes(lambda: cls._new_module(**dict(config)), state_dict)
         model = cls.__new__(cls)
+        model.seed = int(config.get("seed", 0))
         model.module = cls._new_module(**dict(config))
         model.module.load_state_dict(state_dict)
         model.module.eval()
@@ -540,12 +540,12 @@ class CellVAE(BaseModel):
 
     @classmethod
     def load(cls, path, adata: ad.AnnData | None = None) -> CellVAE:  # type: ignore[override]
-        """Load a model directory written by :meth:`save` (or ``scivae fit``'s ``model/``).
+        """Load a model directory written by :meth:`save` (or a ``scivae fit`` output folder).
 
         Parameters
         ----------
         path
-            The model directory.
+            The model directory, or the ``scivae fit`` output folder holding it in ``model/``.
         adata
             Optional cells to attach (as the default data of :meth:`get_latent` and friends).
         """

@@ -1,7 +1,7 @@
 """The domain-free VAE core: posterior, objective, schedules, diagnostics, training and persistence.
 
-Adapters (``scivae.cells``, ``scivae.molecules``, ``scivae.dense``) subclass :class:`VAEModule` and
-:class:`BaseModel`; nothing here knows about AnnData or SMILES.
+Adapters subclass :class:`VAEModule` and :class:`BaseModel` and register themselves (see ``README.md``);
+nothing here knows about AnnData or SMILES, or names an adapter.
 """
 
 from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping

@@ -1,12 +1,21 @@
-"""User-facing model base class: fitting, latent extraction and persistence shared by every adapter."""
+"""User-facing model base class: fitting, latent extraction, persistence and the hooks of :mod:`scivae.latent`.
+
+Adapters register themselves: a subclass of :class:`BaseModel` with a ``model_type`` is registered when its
+module is imported, and installed packages declare theirs as entry points of the group ``scivae.adapters``
+(``model_type = "package.module:Class"``), so that :func:`load` imports only the adapter a model folder needs,
+chosen from that fixed list: nothing named inside a model folder is ever imported.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 import torch
 
 from scivae.core.data import ArrayDataModule, ArrayLike
@@ -16,18 +25,54 @@ from scivae.core.fit import FitResult, fit_module
 from scivae.core.module import VAEModule
 from scivae.core.persistence import load_model_dir, save_model_dir
 from scivae.core.schedules import KLSchedule, make_schedule
+from scivae.core.seeding import seeded
 from scivae.errors import DivergenceError, ModelFormatError, ScivaeInputError
 
-# Where each saved model type is defined, so that a generic load imports only the adapter it needs.
-_ADAPTER_MODULES = {"cell": "scivae.cells", "molecule": "scivae.molecules", "gaussian": "scivae.dense"}
+#: Entry-point group through which installed packages declare their model classes.
+ADAPTER_ENTRY_POINTS = "scivae.adapters"
+
+
+def select_rows(arrays: Mapping[str, ArrayLike], index: Sequence[int] | np.ndarray) -> dict[str, ArrayLike]:
+    """The same rows of every array, kept as arrays (numpy, scipy sparse or torch)."""
+    idx = np.asarray(index, dtype=np.int64)
+    return {k: (v.tocsr()[idx] if sp.issparse(v) else v[idx]) for k, v in arrays.items()}
+
+
+def model_class(model_type: Any) -> type[BaseModel] | None:
+    """The class registered for ``model_type``, importing it through its entry point if needed; else ``None``.
+
+    Only the entry points that installed packages declare are consulted, so a tampered ``config.json`` cannot
+    make scivae import a module of its choosing.
+    """
+    if not isinstance(model_type, str) or not model_type:
+        return None
+    if model_type not in BaseModel._registry:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ADAPTER_ENTRY_POINTS):
+            if ep.name == model_type:
+                try:
+                    ep.load()
+                except ImportError as e:
+                    raise ScivaeInputError(
+                        f"{model_type!r} models need {e.name or 'a package'} which is not installed: "
+                        "pip install 'scivae[all]'"
+                    ) from None
+                break
+    return BaseModel._registry.get(model_type)
 
 
 class BaseModel(ABC):
-    """Base of :class:`~scivae.CellVAE`, :class:`~scivae.MolVAE` and :class:`~scivae.dense.GaussianVAE`.
+    """Base of every scivae model (count VAEs for cells, sequence VAEs for molecules, dense tables...).
 
-    Subclasses own a :class:`VAEModule` in ``self.module``, turn their domain data into row-aligned arrays
-    and implement the three persistence hooks. Subclasses are registered by ``model_type`` so that
-    :meth:`load` on the base class dispatches on the saved type.
+    Subclasses own a :class:`VAEModule` in ``self.module`` (built under :func:`~scivae.core.seeding.seeded`
+    with ``self.seed``), turn their domain data into row-aligned arrays and implement the persistence hooks.
+    The latent toolkit (:mod:`scivae.latent`) needs only the hooks :meth:`_labelled_arrays`,
+    :meth:`_item_arrays`, :meth:`decode` and, optionally, :meth:`_annotate_decoded`.
+
+    Every model has the same API: ``fit(...)`` returns the model (the :class:`FitResult` stays in
+    :attr:`fit_result`); :meth:`get_latent`, :meth:`get_elbo`, :meth:`get_marginal_ll` take the adapter's data
+    (``None``: the training data) and a ``seed``; :meth:`save` and :meth:`load` read and write model folders.
     """
 
     model_type: ClassVar[str] = ""
@@ -35,15 +80,19 @@ class BaseModel(ABC):
 
     module: VAEModule
     fit_result: FitResult | None = None
+    #: Seed of the initial weights, and of the fit unless ``fit(seed=...)`` says otherwise.
+    seed: int = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.model_type:
             BaseModel._registry[cls.model_type] = cls
 
+    # -- persistence hooks -----------------------------------------------------------------------------
     @abstractmethod
     def _module_config(self) -> dict[str, Any]:
-        """JSON-serialisable arguments that rebuild ``self.module``."""
+        """JSON-serialisable arguments that rebuild ``self.module``; the KL settings under ``"kl"``, the seed
+        under ``"seed"``."""
 
     @abstractmethod
     def _adapter_state(self) -> dict[str, Any]:
@@ -54,14 +103,58 @@ class BaseModel(ABC):
     def _from_saved(cls, state_dict: dict[str, torch.Tensor], meta: dict[str, Any], **kwargs: Any) -> BaseModel:
         """Rebuild a model from :func:`load_model_dir`'s output."""
 
+    # -- latent-toolkit hooks --------------------------------------------------------------------------
+    @abstractmethod
+    def _labelled_arrays(self, data: Any) -> tuple[list[str], dict[str, ArrayLike]]:
+        """One label per item of ``data`` (``None``: the training data) and its row-aligned arrays.
+
+        Raises :class:`ScivaeInputError` with the fix when ``data`` cannot be read by this model.
+        """
+
+    def _item_arrays(self, items: Sequence[Any], data: Any = None) -> tuple[list[str], dict[str, ArrayLike]]:
+        """Labels and arrays of single items: by default the items are data themselves (SMILES, rows...)."""
+        return self._labelled_arrays(list(items))
+
+    def decode(self, z: np.ndarray, *, like: Mapping[str, ArrayLike] | None = None, **options: Any) -> Any:
+        """Decode latent points ``(n, n_latent)`` into the domain: one row (or ``obs``) per point.
+
+        ``like`` holds arrays of ``n`` items whose conditioning (batch, covariates) the decoder reuses; ``None``
+        uses the adapter's reference conditioning.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot decode latent points")
+
+    def _annotate_decoded(
+        self, decoded: Any, query_labels: list[str], query_arrays: Mapping[str, ArrayLike]
+    ) -> dict[str, np.ndarray]:
+        """Columns comparing each decoded row with the item it came from (rows aligned); none by default."""
+        return {}
+
+    def _ready(self, device: str | torch.device | None = None) -> torch.device:
+        """Put the module in eval mode (on ``device`` if given) for inference and return its device."""
+        if device is not None:
+            self.module.to(device)
+        self.module.eval()
+        return self.device
+
+    # -- properties ------------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
 
     @property
+    def n_latent(self) -> int:
+        return int(self.module.n_latent)
+
+    @property
     def is_trained(self) -> bool:
         return self.fit_result is not None or getattr(self, "_loaded", False)
 
+    @property
+    def history(self) -> pd.DataFrame | None:
+        """Per-epoch training history, or ``None`` before :meth:`fit` (and for a loaded model)."""
+        return None if self.fit_result is None else self.fit_result.history
+
+    # -- training --------------------------------------------------------------------------------------
     def _fit_arrays(
         self,
         arrays: dict[str, ArrayLike],
@@ -71,13 +164,14 @@ class BaseModel(ABC):
         validation_fraction: float = 0.1,
         kl_schedule: str | KLSchedule | None = None,
         kl_warmup: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         train_indices: np.ndarray | None = None,
         validation_indices: np.ndarray | None = None,
         group_by: str | None = None,
         device_data: bool = False,
         **fit_kwargs: Any,
     ) -> FitResult:
+        seed = self.seed if seed is None else int(seed)
         # device_data: batches gathered on the training device from arrays moved there once (DeviceDataModule)
         datamodule_cls = DeviceDataModule if device_data else ArrayDataModule
         datamodule = datamodule_cls(
@@ -100,11 +194,12 @@ class BaseModel(ABC):
         max_epochs: int,
         kl_schedule: str | KLSchedule | None = None,
         kl_warmup: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         **fit_kwargs: Any,
     ) -> FitResult:
         """Train on any data module with ``train_indices``, ``validation_indices``, ``batch_size`` and
-        ``validation_arrays()`` (:class:`ArrayDataModule`, or a streamed one)."""
+        ``validation_arrays()`` (:class:`ArrayDataModule`, or a streamed one); ``seed`` defaults to the model's."""
+        seed = self.seed if seed is None else int(seed)
         schedule = kl_schedule if isinstance(kl_schedule, KLSchedule) else make_schedule(kl_schedule, warmup=kl_warmup)
         self.module.train()
         try:
@@ -123,11 +218,15 @@ class BaseModel(ABC):
         if not self.is_trained:
             raise ScivaeInputError(f"this {type(self).__name__} is not trained yet: call .fit() first")
 
+    # -- inference -------------------------------------------------------------------------------------
+    def _data_arrays(self, data: Any) -> dict[str, ArrayLike]:
+        return self._labelled_arrays(data)[1]
+
     @torch.no_grad()
     def _latent_from_arrays(
-        self, arrays: dict[str, ArrayLike], give_mean: bool = True, batch_size: int = 1024
+        self, arrays: Mapping[str, ArrayLike], give_mean: bool = True, batch_size: int = 1024
     ) -> np.ndarray:
-        self.module.eval()
+        self._ready()
         out = []
         for batch in iterate_device_batches(arrays, batch_size, self.device):
             post = self.module.inference(batch)
@@ -135,14 +234,86 @@ class BaseModel(ABC):
         return torch.cat(out).numpy()
 
     @torch.no_grad()
-    def _per_obs(self, arrays: dict[str, ArrayLike], fn: str, batch_size: int = 1024, **kwargs: Any) -> np.ndarray:
+    def _posterior_from_arrays(
+        self, arrays: Mapping[str, ArrayLike], batch_size: int = 1024
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self._ready()
+        mus, logvars = [], []
+        for batch in iterate_device_batches(arrays, batch_size, self.device):
+            post = self.module.inference(batch)
+            mus.append(post.mu.float().cpu())
+            logvars.append(post.logvar.float().cpu())
+        return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+
+    @torch.no_grad()
+    def _per_obs(self, arrays: Mapping[str, ArrayLike], fn: str, batch_size: int = 1024, **kwargs: Any) -> np.ndarray:
         """Apply ``module.elbo`` or ``module.iwae`` batch-wise over all rows."""
-        self.module.eval()
+        self._ready()
         method = getattr(self.module, fn)
         batches = iterate_device_batches(arrays, batch_size, self.device)
         out = [method(batch, **kwargs).float().cpu() for batch in batches]
         return torch.cat(out).numpy()
 
+    def get_latent(
+        self, data: Any = None, give_mean: bool = True, batch_size: int = 1024, seed: int | None = 0
+    ) -> np.ndarray:
+        """Latent representation of every item of ``data`` (``None``: the training data), in order.
+
+        Parameters
+        ----------
+        data
+            Items in the adapter's form: an AnnData (cells), SMILES strings (molecules), an array (dense).
+        give_mean
+            Posterior means (default) or one posterior sample per item.
+        batch_size
+            Items per forward pass.
+        seed
+            Seed of the sample when ``give_mean=False`` (``None``: the global random state).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_items, n_latent)`` float32.
+        """
+        self._require_trained()
+        arrays = self._data_arrays(data)
+        with seeded(seed):
+            return self._latent_from_arrays(arrays, give_mean=give_mean, batch_size=batch_size)
+
+    def get_posterior(self, data: Any = None, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means and log-variances of every item of ``data``, each ``(n_items, n_latent)``."""
+        self._require_trained()
+        return self._posterior_from_arrays(self._data_arrays(data), batch_size=batch_size)
+
+    def _bound(self, data: Any, fn: str, n_samples: int, batch_size: int, seed: int | None) -> np.ndarray:
+        self._require_trained()
+        if int(n_samples) < 1:
+            raise ScivaeInputError(f"n_samples must be >= 1, got {n_samples}")
+        arrays = self._data_arrays(data)
+        samples = {"n_samples": int(n_samples)} if fn == "elbo" else {"k": int(n_samples)}
+        with seeded(seed):
+            return self._per_obs(arrays, fn, batch_size=batch_size, **samples)
+
+    def get_elbo(
+        self, data: Any = None, n_samples: int = 1, batch_size: int = 1024, seed: int | None = 0
+    ) -> np.ndarray:
+        """Per-item evidence lower bound ``E_q[log p(x|z)] - KL`` in nats (higher: better explained).
+
+        A low ELBO flags items the model explains badly (see :func:`scivae.latent.anomaly_scores`).
+        ``n_samples`` Monte-Carlo samples of z per item; ``seed`` as in :meth:`get_latent`.
+        """
+        return self._bound(data, "elbo", n_samples, batch_size, seed)
+
+    def get_marginal_ll(
+        self, data: Any = None, n_samples: int = 100, batch_size: int = 256, seed: int | None = 0
+    ) -> np.ndarray:
+        """Per-item importance-sampled ``log p(x)`` (the IWAE bound with ``n_samples`` samples), in nats.
+
+        At least the ELBO in expectation, and tighter as ``n_samples`` grows (Burda et al. 2016).
+        """
+        return self._bound(data, "iwae", n_samples, batch_size, seed)
+
+    # -- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Save the model directory (``model.safetensors`` + ``config.json``), replacing it atomically.
 
@@ -165,16 +336,15 @@ class BaseModel(ABC):
 
     @classmethod
     def load(cls, path: str | Path, **kwargs: Any) -> BaseModel:
-        """Load a model directory; on :class:`BaseModel` itself, dispatch on the saved model type."""
+        """Load a model directory (or the ``scivae fit`` folder holding it in ``model/``); on
+        :class:`BaseModel` itself, dispatch on the saved model type."""
         state_dict, meta = load_model_dir(path, cls.model_type or None)
-        model_type = meta.get("model_type", "")
-        if model_type not in BaseModel._registry and model_type in _ADAPTER_MODULES:
-            import importlib
-
-            importlib.import_module(_ADAPTER_MODULES[model_type])
-        target = BaseModel._registry.get(model_type)
+        target = model_class(meta.get("model_type"))
         if target is None:
-            raise ModelFormatError(f"{path} holds an unknown model type {meta.get('model_type')!r}")
+            raise ModelFormatError(
+                f"{path} holds an unknown model type {meta.get('model_type')!r}: no installed scivae adapter "
+                "provides it; pass a scivae model folder"
+            )
         model = target._from_saved(state_dict, meta, **kwargs)
         model._loaded = True
         model.module.eval()
@@ -182,5 +352,5 @@ class BaseModel(ABC):
 
 
 def load(path: str | Path, **kwargs: Any) -> BaseModel:
-    """Load any scivae model directory (cell, molecule or Gaussian model)."""
+    """Load any scivae model directory (cell, molecule or Gaussian model, or any installed adapter's)."""
     return BaseModel.load(path, **kwargs)

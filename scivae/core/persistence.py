@@ -17,6 +17,17 @@ from scivae.errors import DivergenceError, ModelFormatError
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+#: Where ``scivae fit`` puts the model inside its output folder.
+FIT_MODEL_SUBDIR = "model"
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """The model folder itself, or the ``model/`` inside a ``scivae fit`` output folder given instead."""
+    path = Path(path)
+    inner = path / FIT_MODEL_SUBDIR
+    if not (path / CONFIG_FILE).exists() and (inner / CONFIG_FILE).is_file():
+        return inner
+    return path
 
 
 def save_model_dir(
@@ -119,7 +130,7 @@ def _check_folder(path: Path) -> None:
 
 
 def load_model_dir(path: str | Path, model_type: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a model directory written by :func:`save_model_dir`.
+    """Read a model directory written by :func:`save_model_dir` (or the fit output folder holding it).
 
     Returns
     -------
@@ -131,7 +142,7 @@ def load_model_dir(path: str | Path, model_type: str | None = None) -> tuple[dic
     ModelFormatError
         Missing directory or file, unreadable JSON, unknown format version or wrong model type.
     """
-    path = Path(path)
+    path = resolve_model_dir(path)
     if not path.is_dir():
         raise ModelFormatError(f"{path} is not a model directory: pass the folder written by `scivae fit` (its model/)")
     config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scivae.datasets._files import data_file
 from scivae.errors import ScivaeInputError
 
-MOSES_DIR = Path(__file__).resolve().parents[2] / "datasets" / "moses"
 _SPLITS = ("train", "test")
 
 
@@ -17,10 +17,7 @@ def moses_path(split: str = "train") -> Path:
     """Path of the shipped ``datasets/moses/{split}.csv.gz`` file (gzip CSV, header ``SMILES``)."""
     if split not in _SPLITS:
         raise ScivaeInputError(f"unknown MOSES split {split!r}: use 'train' or 'test'")
-    path = MOSES_DIR / f"{split}.csv.gz"
-    if not path.exists():
-        raise ScivaeInputError(f"{path} is missing: reinstall scivae from a source checkout (datasets/ folder)")
-    return path
+    return data_file("moses", f"{split}.csv.gz")
 
 
 def moses(split: str = "train", n: int | None = None, seed: int = 0) -> list[str]:

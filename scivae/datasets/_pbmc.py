@@ -6,16 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from scivae.datasets._files import data_file
 from scivae.errors import ScivaeInputError
-
-PBMC3K_PATH = Path(__file__).resolve().parents[2] / "datasets" / "pbmc3k" / "pbmc3k_raw.h5ad"
 
 
 def pbmc3k_path() -> Path:
     """Path of the shipped ``datasets/pbmc3k/pbmc3k_raw.h5ad`` (gzip-compressed h5ad)."""
-    if not PBMC3K_PATH.exists():
-        raise ScivaeInputError(f"{PBMC3K_PATH} is missing: reinstall scivae from a source checkout (datasets/ folder)")
-    return PBMC3K_PATH
+    return data_file("pbmc3k", "pbmc3k_raw.h5ad")
 
 
 def pbmc3k(n_obs: int | None = None, seed: int = 0):
@@ -37,12 +34,19 @@ def pbmc3k(n_obs: int | None = None, seed: int = 0):
     anndata.AnnData
         A new in-memory AnnData (the shipped file is only read).
     """
-    import anndata as ad
+    return read_subset(pbmc3k_path(), n_obs, seed, "PBMC 3k")
 
-    adata = ad.read_h5ad(pbmc3k_path())
+
+def read_subset(path: Path, n_obs: int | None, seed: int, name: str):
+    """Read a shipped .h5ad, optionally a seeded random subset of ``n_obs`` cells kept in file order."""
+    try:
+        import anndata as ad
+    except ImportError:
+        raise ScivaeInputError(f"the {name} data set needs anndata: pip install 'scivae[cells]'") from None
+    adata = ad.read_h5ad(path)
     if n_obs is None:
         return adata
     if not 0 < n_obs <= adata.n_obs:
-        raise ScivaeInputError(f"n_obs must be between 1 and {adata.n_obs} for PBMC 3k, got {n_obs}")
+        raise ScivaeInputError(f"n_obs must be between 1 and {adata.n_obs} for {name}, got {n_obs}")
     idx = np.sort(np.random.default_rng(seed).choice(adata.n_obs, size=n_obs, replace=False))
     return adata[idx].copy()

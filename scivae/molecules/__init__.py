@@ -1,7 +1,9 @@
 """Molecules: SMILES/SELFIES VAEs (:class:`MolVAE`), reading SMILES files, tokenisation.
 
-MOSES metrics live in :mod:`scivae.molecules.metrics`.
+MOSES metrics live in :mod:`scivae.molecules.metrics`. Needs the ``molecules`` extra (RDKit, SELFIES).
 """
+
+import rdkit  # noqa: F401  (fail here, with the extra named by ``scivae.MolVAE``, not deep inside a fit)
 
 from scivae.molecules.io import MoleculeSet, canonical_smiles, clean_smiles, read_smiles_entries, read_smiles_file
 from scivae.molecules.model import MolVAEModule

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scivae.core import BaseModel, FitResult, KLConfig, iterate_batches, posterior_over
+from scivae import latent
+from scivae.core import BaseModel, KLConfig, iterate_batches
 from scivae.core.persistence import check_config_keys, check_saved_shapes
+from scivae.core.seeding import resolve_seed, seeded
 from scivae.errors import ScivaeInputError
 from scivae.molecules.constraints import decoding_constraint
 from scivae.molecules.io import (
@@ -120,12 +121,11 @@ class MolVAE(BaseModel):
         Collapse controls, see :class:`~scivae.core.KLConfig`. The default ``beta`` is below 1 so that the
         latent carries the molecule (see :data:`DEFAULT_BETA`); the reported ELBO is always the true bound.
     seed
-        Seeds the weight initialisation.
+        Seeds the weight initialisation and, unless ``fit(seed=)`` gives another, the fit.
 
     Examples
     --------
-    >>> vae = MolVAE(scivae.datasets.moses("train", n=5000), decoder_layers=1)  # doctest: +SKIP
-    >>> vae.fit(max_epochs=10)  # doctest: +SKIP
+    >>> vae = MolVAE(scivae.datasets.moses("train", n=5000), architecture="cpu").fit(max_epochs=10)  # doctest: +SKIP
     >>> vae.sample(100, seed=0)  # doctest: +SKIP
     """
 
@@ -206,10 +206,9 @@ class MolVAE(BaseModel):
         if not 0.0 <= float(config["word_dropout"]) < 1.0:
             raise ScivaeInputError(f"word_dropout must be in [0, 1), got {config['word_dropout']}")
         self._config = dict(config)
-        self._kl = kl
-        self.seed = seed
-        torch.manual_seed(seed)
-        self.module = MolVAEModule(len(self.vocab), **self._config, kl_config=kl)
+        self.seed = int(seed)
+        with seeded(self.seed):
+            self.module = MolVAEModule(len(self.vocab), **self._config, kl_config=kl)
         self.module.eval()
 
     @classmethod
@@ -228,10 +227,6 @@ class MolVAE(BaseModel):
     @property
     def alphabet(self) -> str:
         return self.vocab.alphabet
-
-    @property
-    def n_latent(self) -> int:
-        return int(self._config["n_latent"])
 
     @property
     def training_smiles(self) -> list[str]:
@@ -262,8 +257,8 @@ class MolVAE(BaseModel):
         lr_schedule: str = "cosine",
         kl_warmup: int | None = None,
         **kwargs: Any,
-    ) -> FitResult:
-        """Train on the molecules given at construction.
+    ) -> MolVAE:
+        """Train on the molecules given at construction; returns the model (history in :attr:`fit_result`).
 
         Parameters
         ----------
@@ -284,8 +279,8 @@ class MolVAE(BaseModel):
             Steps of the linear KL warm-up (default: 1,000 steps or a quarter of the planned steps if fewer).
         **kwargs
             Passed to :func:`~scivae.core.fit_module`: ``kl_schedule`` (name or
-            :class:`~scivae.core.KLSchedule`), ``accelerator``, ``devices``, ``seed``, ``patience``,
-            ``progress_bar``, ``precision`` (default ``"32-true"``)...
+            :class:`~scivae.core.KLSchedule`), ``accelerator``, ``devices``, ``seed`` (default: the model's),
+            ``patience``, ``progress_bar``, ``precision`` (default ``"32-true"``)...
         """
         if getattr(self, "_arrays", None) is None:
             raise ScivaeInputError("a loaded MolVAE has no training data: build a new MolVAE(smiles) to train")
@@ -293,14 +288,13 @@ class MolVAE(BaseModel):
             raise ScivaeInputError(f"max_time must be > 0 minutes, got {max_time}")
         if int(max_epochs) < 1 or int(batch_size) < 1:
             raise ScivaeInputError(f"max_epochs and batch_size must be >= 1, got {max_epochs} and {batch_size}")
-        kwargs.setdefault("seed", self.seed)
         # GRUs under bf16 autocast lose precision in the recurrent state; full precision (TF32 on GPUs) is safe
         kwargs.setdefault("precision", "32-true")
         if kl_warmup is None and kwargs.get("kl_schedule") in (None, "linear"):
             n_train = round(len(self._arrays["x"]) * (1 - validation_fraction))
             planned = -(-n_train // int(batch_size)) * int(max_epochs)
             kl_warmup = max(1, min(DEFAULT_KL_WARMUP_STEPS, planned // 4))
-        result = self._fit_arrays(
+        self._fit_arrays(
             self._arrays,
             max_epochs=max_epochs,
             batch_size=batch_size,
@@ -313,7 +307,7 @@ class MolVAE(BaseModel):
             **kwargs,
         )
         self.module.eval()
-        return result
+        return self
 
     def _inference_device(self, device: str | torch.device | None) -> torch.device:
         """``device`` if given; else the training device of a model fitted here, else a GPU when there is one."""
@@ -321,7 +315,7 @@ class MolVAE(BaseModel):
             return self.device  # fit_module leaves the module on the device it trained on
         return _resolve_device(device)
 
-    # -- encoding --------------------------------------------------------------------------------------
+    # -- encoding ----------------------------------------------------------------------------------------
     def _arrays_for(self, smiles: str | Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:
         raw = _as_list(smiles)
         if not raw:
@@ -341,27 +335,36 @@ class MolVAE(BaseModel):
         x, lengths = self.vocab.encode(tokens, smiles=canon_s)
         return canon_s, {"x": x, "length": lengths}
 
-    def encode(self, smiles: str | Sequence[str], give_mean: bool = True) -> np.ndarray:
-        """Latent posterior means (or samples) of molecules, shape ``(n, n_latent)``.
+    def _labelled_arrays(self, data: str | Sequence[str] | None) -> tuple[list[str], dict[str, np.ndarray]]:
+        if data is None:
+            if getattr(self, "_arrays", None) is None:
+                raise ScivaeInputError("a loaded MolVAE has no training molecules: pass SMILES")
+            return self.training_smiles, self._arrays
+        return self._arrays_for(data)
+
+    def _ready(self, device: str | torch.device | None = None) -> torch.device:
+        """Inference runs on ``device``; by default where the model was trained, else the GPU when there is one."""
+        return super()._ready(self._inference_device(device))
+
+    def encode(self, smiles: str | Sequence[str], give_mean: bool = True, seed: int | None = 0) -> np.ndarray:
+        """Latent posterior means (or samples) of molecules, shape ``(n, n_latent)`` (see :meth:`get_latent`).
 
         Raises
         ------
         ScivaeInputError
             Invalid SMILES, or a token the model has never seen (the message names it).
         """
-        _, arrays = self._arrays_for(smiles)
-        self.module.to(self._inference_device(None))
-        return self._latent_from_arrays(arrays, give_mean=give_mean)
+        return self.get_latent(smiles, give_mean=give_mean, seed=seed)
 
-    def elbo(self, smiles: str | Sequence[str]) -> np.ndarray:
-        """Per-molecule ELBO (nats, higher is more likely under the model)."""
-        _, arrays = self._arrays_for(smiles)
-        return self._per_obs(arrays, "elbo")
+    def elbo(self, smiles: str | Sequence[str], n_samples: int = 1, seed: int | None = 0) -> np.ndarray:
+        """Per-molecule ELBO (nats, higher is more likely under the model); see :meth:`get_elbo`."""
+        return self.get_elbo(smiles, n_samples=n_samples, seed=seed)
 
-    def marginal_log_likelihood(self, smiles: str | Sequence[str], n_samples: int = 100) -> np.ndarray:
+    def marginal_log_likelihood(
+        self, smiles: str | Sequence[str], n_samples: int = 100, seed: int | None = 0
+    ) -> np.ndarray:
         """Per-molecule importance-sampled log p(x) (IWAE bound with ``n_samples`` samples)."""
-        _, arrays = self._arrays_for(smiles)
-        return self._per_obs(arrays, "iwae", batch_size=256, k=n_samples)
+        return self.get_marginal_ll(smiles, n_samples=n_samples, seed=seed)
 
     # -- decoding --------------------------------------------------------------------------------------
     def _tokens_to_smiles(self, ids: np.ndarray) -> list[str]:
@@ -381,6 +384,7 @@ class MolVAE(BaseModel):
         self,
         z: np.ndarray | torch.Tensor,
         *,
+        like: Mapping[str, Any] | None = None,
         temperature: float = 1.0,
         greedy: bool = True,
         seed: int | None = None,
@@ -394,7 +398,8 @@ class MolVAE(BaseModel):
         ``syntax`` (SMILES models) masks the tokens that would break SMILES syntax (a ``)`` with no open
         branch, ``<eos>`` with an open ring bond...; see :class:`~scivae.molecules.constraints.SmilesSyntax`);
         ``syntax=False`` samples the model's raw token distribution. SELFIES models never emit an empty
-        molecule either way.
+        molecule either way. ``like`` is accepted like every model's ``decode`` and unused (molecules have no
+        covariates).
 
         Returns
         -------
@@ -409,11 +414,9 @@ class MolVAE(BaseModel):
         z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z).float()
         if z.ndim != 2 or z.shape[1] != self.n_latent:
             raise ScivaeInputError(f"z must have shape (n, {self.n_latent}), got {tuple(z.shape)}")
-        dev = self._inference_device(device)
-        self.module.to(dev).eval()
+        dev = self._ready(device)
         limit = int(max_tokens) if max_tokens is not None else self.vocab.max_tokens
-        generator = torch.Generator(device=dev)
-        generator.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        generator = torch.Generator(device=dev).manual_seed(resolve_seed(seed))
         constraint = decoding_constraint(self.vocab, syntax=syntax)
         raw: list[str] = []
         for start in range(0, z.shape[0], batch_size):
@@ -424,11 +427,20 @@ class MolVAE(BaseModel):
             raw.extend(self._tokens_to_smiles(ids.cpu().numpy()))
         return self._finish(raw)
 
-    def _prior(self, n: int, seed: int | None) -> tuple[torch.Tensor, int]:
-        # z is drawn on the CPU so that a seed gives the same latent points on every device
-        s = int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
-        g = torch.Generator(device="cpu").manual_seed(s)
-        return torch.randn(n, self.n_latent, generator=g), s
+    def _annotate_decoded(
+        self, decoded: pd.DataFrame, query_labels: list[str], query_arrays: Mapping[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """``similarity`` (Tanimoto to the query, Morgan radius 2; NaN when invalid) and ``same`` (the decoded
+        molecule is the query itself)."""
+        from scivae.molecules.metrics import tanimoto_to
+
+        smiles = decoded["smiles"].where(decoded["valid"], "").tolist()
+        queries = np.asarray(query_labels, dtype=object)
+        similarity = np.full(len(smiles), np.nan)
+        for query in dict.fromkeys(query_labels):
+            rows = np.flatnonzero(queries == query)
+            similarity[rows] = tanimoto_to(query, [smiles[i] for i in rows])
+        return {"similarity": similarity, "same": decoded["smiles"].to_numpy() == queries}
 
     def sample(
         self,
@@ -440,7 +452,7 @@ class MolVAE(BaseModel):
         device: str | torch.device | None = None,
         syntax: bool = True,
     ) -> pd.DataFrame:
-        """Sample ``n`` molecules: ``z ~ N(0, I)``, then decode token by token.
+        """Sample ``n`` molecules: ``z ~ N(0, I)``, then decode token by token (:func:`scivae.latent.sample`).
 
         The latent carries the molecule, so by default each ``z`` is decoded greedily (the most likely token at
         each step) and the diversity comes from ``z``: on validation molecules this gave more valid samples and a
@@ -470,12 +482,15 @@ class MolVAE(BaseModel):
         pandas.DataFrame
             One row per sample: ``smiles`` (canonical when valid, else the decoded string) and ``valid``.
         """
-        self._require_trained()
-        if int(n) < 1:
-            raise ScivaeInputError(f"n must be >= 1, got {n}")
-        z, s = self._prior(int(n), seed)
-        return self.decode(
-            z, temperature=temperature, greedy=greedy, seed=s + 1, batch_size=batch_size, device=device, syntax=syntax
+        return latent.sample(
+            self,
+            n,
+            seed=seed,
+            temperature=temperature,
+            greedy=greedy,
+            batch_size=batch_size,
+            device=device,
+            syntax=syntax,
         )
 
     def interpolate(
@@ -488,7 +503,8 @@ class MolVAE(BaseModel):
         temperature: float = 1.0,
         seed: int | None = 0,
     ) -> pd.DataFrame:
-        """Decode molecules along a path between the latent means of ``a`` and ``b``.
+        """Decode molecules along a path between the latent means of ``a`` and ``b`` (see
+        :func:`scivae.latent.interpolate`).
 
         Parameters
         ----------
@@ -506,25 +522,9 @@ class MolVAE(BaseModel):
         pandas.DataFrame
             ``t`` (0 to 1), ``smiles``, ``valid``.
         """
-        self._require_trained()
-        if int(steps) < 2:
-            raise ScivaeInputError(f"steps must be >= 2 (the two end points included), got {steps}")
-        if method not in ("slerp", "linear"):
-            raise ScivaeInputError(f"unknown interpolation method {method!r}: use 'slerp' or 'linear'")
-        za, zb = self.encode([a, b])
-        t = np.linspace(0.0, 1.0, int(steps))
-        if method == "linear":
-            path = (1 - t)[:, None] * za + t[:, None] * zb
-        else:
-            cos = float(np.dot(za, zb) / (np.linalg.norm(za) * np.linalg.norm(zb) + 1e-12))
-            omega = math.acos(max(-1.0, min(1.0, cos)))
-            if omega < 1e-6:
-                path = (1 - t)[:, None] * za + t[:, None] * zb
-            else:
-                path = (np.sin((1 - t) * omega)[:, None] * za + np.sin(t * omega)[:, None] * zb) / math.sin(omega)
-        out = self.decode(path.astype(np.float32), greedy=greedy, temperature=temperature, seed=seed)
-        out.insert(0, "t", t)
-        return out
+        return latent.interpolate(
+            self, a, b, steps=steps, method=method, greedy=greedy, temperature=temperature, seed=seed
+        )
 
     def neighbors(
         self,
@@ -535,7 +535,8 @@ class MolVAE(BaseModel):
         temperature: float = 1.0,
         seed: int | None = None,
     ) -> pd.DataFrame:
-        """Molecules decoded from ``n`` latent points around one molecule: ``z = mu + scale * sigma * eps``.
+        """Molecules decoded from ``n`` latent points around one molecule: ``z = mu + scale * sigma * eps``
+        (:func:`scivae.latent.sample_around`).
 
         ``mu`` and ``sigma`` are the molecule's posterior mean and standard deviation, so ``scale`` is in units
         of the encoder's own uncertainty: at 1 the points are codes the encoder could have given this very
@@ -544,47 +545,30 @@ class MolVAE(BaseModel):
         Returns
         -------
         pandas.DataFrame
-            ``smiles``, ``valid``, ``distance`` (latent distance of the point from ``mu``), ``similarity``
-            (Tanimoto similarity to the query, Morgan radius 2, NaN when invalid) and ``same`` (the decoded
-            molecule is the query itself).
+            ``smiles``, ``valid``, ``distance`` (latent distance of the point from ``mu``), ``log_likelihood``
+            (log p(query | z), nats), ``similarity`` (Tanimoto similarity to the query, Morgan radius 2, NaN
+            when invalid) and ``same`` (the decoded molecule is the query itself).
         """
-        from scivae.molecules.metrics import tanimoto_to
-
-        self._require_trained()
-        if int(n) < 1 or not scale >= 0:
-            raise ScivaeInputError(f"need n >= 1 and scale >= 0, got n={n}, scale={scale}")
-        (query,), arrays = self._arrays_for(smiles)
-        mu, logvar = self._posterior(arrays)
-        eps, s = self._prior(int(n), seed)
-        z = mu + scale * np.exp(0.5 * logvar) * eps.numpy()
-        out = self.decode(z.astype(np.float32), greedy=greedy, temperature=temperature, seed=s + 1)
-        out["distance"] = np.linalg.norm(z - mu, axis=1)
-        out["similarity"] = tanimoto_to(query, out["smiles"].where(out["valid"], "").tolist())
-        out["same"] = out["smiles"] == query
-        return out
+        return latent.sample_around(self, smiles, n, scale=scale, seed=seed, greedy=greedy, temperature=temperature)
 
     def reconstruct(self, smiles: str | Sequence[str], *, syntax: bool = True, batch_size: int = 1024) -> pd.DataFrame:
-        """Encode molecules to their posterior means and decode them greedily.
+        """Encode molecules to their posterior means and decode them greedily (:func:`scivae.latent.reconstruct`).
 
         Returns
         -------
         pandas.DataFrame
-            ``input`` (canonical SMILES of the query), ``smiles`` (decoded, canonical when valid), ``valid`` and
-            ``same`` (the decoded molecule is the input: the reconstruction accuracy is ``same.mean()``).
+            ``input`` (canonical SMILES of the query), ``smiles`` (decoded, canonical when valid), ``valid``,
+            ``log_likelihood`` (log p(input | mu), nats), ``similarity`` (Tanimoto to the input) and ``same``
+            (the decoded molecule is the input: the reconstruction accuracy is ``same.mean()``).
         """
-        canon, arrays = self._arrays_for(smiles)
-        mu, _ = self._posterior(arrays)
-        out = self.decode(mu, greedy=True, syntax=syntax, batch_size=batch_size)
-        out.insert(0, "input", canon)
-        out["same"] = out["smiles"] == out["input"]
-        return out
+        return latent.reconstruct(self, _as_list(smiles), greedy=True, syntax=syntax, batch_size=batch_size)
 
     @torch.no_grad()
     def token_accuracy(self, smiles: str | Sequence[str]) -> float:
         """Fraction of tokens predicted right from the posterior mean, given the right prefix (teacher forcing)."""
         self._require_trained()
         _, arrays = self._arrays_for(smiles)
-        self.module.to(_resolve_device(None)).eval()
+        self._ready()
         right, total = 0.0, 0
         for batch in iterate_batches(arrays, 1024, self.device):
             acc = self.module.reconstruction_accuracy(batch, self.module.inference(batch))["token_accuracy"]
@@ -592,14 +576,14 @@ class MolVAE(BaseModel):
             total += int(batch["length"].sum())
         return right / max(total, 1)
 
-    def _posterior(self, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        self.module.to(_resolve_device(None))
-        mu, logvar = posterior_over(self.module, arrays)
-        return mu.numpy(), logvar.numpy()
-
     # -- persistence -----------------------------------------------------------------------------------
     def _module_config(self) -> dict[str, Any]:
-        return {**self._config, "architecture": self.architecture, "kl": self._kl.to_dict(), "seed": self.seed}
+        return {
+            **self._config,
+            "architecture": self.architecture,
+            "kl": self.module.kl_config.to_dict(),
+            "seed": self.seed,
+        }
 
     def _adapter_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"vocabulary": self.vocab.to_dict()}

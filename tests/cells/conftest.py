@@ -18,6 +18,20 @@ def pbmc_subset(n_obs: int, n_genes: int, seed: int = 0) -> ad.AnnData:
     return adata[:, genes].copy()
 
 
+def marker_labels(adata: ad.AnnData) -> np.ndarray:
+    """Coarse PBMC populations from raw marker counts: 0 monocytes (LYZ), 1 T cells (CD3E), 2 B cells
+    (CD74 without CD3E); -1 unassigned."""
+
+    def g(name: str) -> np.ndarray:
+        return np.asarray(adata[:, name].X.todense()).ravel()
+
+    lab = np.full(adata.n_obs, -1)
+    lab[g("LYZ") >= 20] = 0
+    lab[(g("CD3E") >= 1) & (g("LYZ") < 5)] = 1
+    lab[(g("CD74") >= 10) & (g("LYZ") < 5) & (g("CD3E") == 0)] = 2
+    return lab
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """These models are small (128 x 300 matmuls): a second intra-op thread does not speed them up, and on a

@@ -11,7 +11,7 @@ import torch
 
 from scivae.cells import CellVAE, default_max_epochs
 from scivae.errors import ModelFormatError, ScivaeInputError
-from tests.cells.conftest import pbmc_subset
+from tests.cells.conftest import marker_labels, pbmc_subset
 
 FAST = {"progress_bar": False, "batch_size": 128}
 
@@ -54,25 +54,11 @@ def test_held_out_cells(trained) -> None:
     assert np.array_equal(model.get_elbo(test), elbo)
 
 
-def _marker_labels(adata: ad.AnnData) -> np.ndarray:
-    """Coarse PBMC populations from raw marker counts: 0 monocytes (LYZ), 1 T cells (CD3E), 2 B cells
-    (CD74 without CD3E); -1 unassigned."""
-
-    def g(name: str) -> np.ndarray:
-        return np.asarray(adata[:, name].X.todense()).ravel()
-
-    lab = np.full(adata.n_obs, -1)
-    lab[g("LYZ") >= 20] = 0
-    lab[(g("CD3E") >= 1) & (g("LYZ") < 5)] = 1
-    lab[(g("CD74") >= 10) & (g("LYZ") < 5) & (g("CD3E") == 0)] = 2
-    return lab
-
-
 def test_latent_neighbours_share_marker_populations(trained) -> None:
     from sklearn.neighbors import NearestNeighbors
 
     model, _, test = trained
-    lab = _marker_labels(test)
+    lab = marker_labels(test)
     keep = lab >= 0
     lab = lab[keep]
     z = model.get_latent(test)[keep]

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scivae.datasets._pbmc import PBMC3K_PATH, pbmc3k
+from scivae.datasets._pbmc import pbmc3k, pbmc3k_path
 from scivae.errors import ScivaeInputError
 
 SHA256 = "def0f122cb7c6edfd8f14f812df683106b7171d671838de4d4082a1c7acc2b31"
 
 
 def test_file_checksum_matches_readme() -> None:
-    assert hashlib.sha256(PBMC3K_PATH.read_bytes()).hexdigest() == SHA256
-    assert SHA256 in (PBMC3K_PATH.parent / "README.md").read_text()
+    assert hashlib.sha256(pbmc3k_path().read_bytes()).hexdigest() == SHA256
+    assert SHA256 in (pbmc3k_path().parent / "README.md").read_text()
 
 
 def test_pbmc3k_holds_raw_counts_of_detected_genes(pbmc_full) -> None:

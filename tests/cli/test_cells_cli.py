@@ -49,8 +49,8 @@ def test_fit_writes_model_embedding_and_report(h5ad: Path, tmp_path: Path) -> No
     assert _sha(h5ad) == sha  # the input is byte-identical
     for name in ("model/model.safetensors", "model/config.json", "embedded.h5ad", "metrics.json", "history.csv"):
         assert (out / name).is_file(), name
-    for name in ("training_curves.png", "kl_per_dim.png"):
-        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    for name in ("training_curves.png", "kl_per_dim.png", "rate_distortion.png", "latent_umap.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
     metrics = json.loads((out / "metrics.json").read_text())
     for key in (
         "elbo_train",
@@ -85,6 +85,21 @@ def test_fit_writes_model_embedding_and_report(h5ad: Path, tmp_path: Path) -> No
     assert r.exit_code == 0, r.output
     np.testing.assert_array_equal(ad.read_h5ad(tmp_path / "new.embedded.h5ad").obsm["X_scivae"], emb.obsm["X_scivae"])
 
+    # counts in a layer (X log-normalised) and the batch under another name: --layer and --batch-key
+    renamed = original.copy()
+    renamed.layers["counts"] = renamed.X.copy()
+    sc.pp.normalize_total(renamed)
+    sc.pp.log1p(renamed)
+    renamed.obs = renamed.obs.rename(columns={"sample": "condition"})
+    moved = tmp_path / "moved.h5ad"
+    renamed.write_h5ad(moved)
+    args = ["embed", str(out), str(moved), "-o", str(tmp_path / "m.h5ad")]
+    r = runner.invoke(app, [*args, "--layer", "counts", "--batch-key", "condition"])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(ad.read_h5ad(tmp_path / "m.h5ad").obsm["X_scivae"], emb.obsm["X_scivae"])
+    assert "X looks log-normalised" in runner.invoke(app, args).output  # without --layer: refused
+    assert "batch key 'sample'" in runner.invoke(app, [*args, "--layer", "counts"]).output
+
     # refitting into the same (scivae) folder replaces it, with --force only
     r = runner.invoke(app, ["fit", str(h5ad), *FIT, "--out", str(out), "--likelihood", "poisson"])
     assert r.exit_code == 2 and "holds a finished fit: add --force" in r.output
@@ -102,6 +117,14 @@ def test_fit_cells_direct_call(h5ad: Path, tmp_path: Path) -> None:
     assert ad.read_h5ad(out / "embedded.h5ad").obsm["X_scivae"].shape == (400, 3)
     cfg = json.loads((out / "model" / "config.json").read_text())
     assert cfg["model_type"] == "cell" and len(cfg["adapter_state"]["genes"]) == 100
+    # scivae plot: the fit's pictures and a UMAP coloured by an obs column and a gene, into another folder
+    gene = cfg["adapter_state"]["genes"][0]
+    pics = tmp_path / "pics"
+    r = runner.invoke(app, ["plot", str(out), "--out", str(pics), "--color", "sample", "--color", gene])
+    assert r.exit_code == 0, r.output
+    for name in ("training_curves.png", "kl_per_dim.png", "rate_distortion.png", "latent_umap.png"):
+        assert (pics / name).read_bytes()[:4] == b"\x89PNG", name
+    _one_line_error(runner.invoke(app, ["plot", str(out), "--color", "nothing"]), "neither an obs column nor a gene")
 
 
 def _one_line_error(r, expected: str) -> None:
@@ -147,3 +170,6 @@ def test_embed_errors(h5ad: Path, tmp_path: Path) -> None:
     )
     _one_line_error(runner.invoke(app, ["embed", str(tmp_path / "nomodel"), str(h5ad)]), "not a model directory")
     _one_line_error(runner.invoke(app, ["embed", str(out), str(h5ad), "-o", str(h5ad)]), "is the input file")
+    _one_line_error(
+        runner.invoke(app, ["embed", str(out), str(h5ad), "--batch-key", "sample"]), "trained without a batch key"
+    )

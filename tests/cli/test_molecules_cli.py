@@ -98,6 +98,12 @@ def test_generate_seeded_and_to_file(fitted):
     c = tmp / "c.csv"
     r = runner.invoke(app, ["generate", str(model), "-n", "10", "-o", str(c), "--seed", "3", "--keep-invalid"])
     assert r.exit_code == 0 and c.read_text().startswith("smiles,valid\n")
+    # the fit output folder works as well as its model/, and --device picks where sampling runs
+    d = tmp / "d.smi"
+    args = ["generate", str(model.parent), "-n", "30", "-o", str(d), "--seed", "3", "--keep-invalid"]
+    r = runner.invoke(app, [*args, "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert d.read_text() == a.read_text()
 
 
 def test_generate_raw_versus_syntax_constrained(fitted):
@@ -127,6 +133,18 @@ def test_interpolate(fitted):
     assert r.exit_code == 0, r.output
     rows = [ln.split("\t") for ln in r.stdout.splitlines() if "\t" in ln]
     assert len(rows) == 4 and rows[0][0] == "0.000" and rows[-1][0] == "1.000"
+    r2 = runner.invoke(app, ["interpolate", str(model.parent), "CCOc1ccccc1", "CC(=O)Nc1ccccc1", "--steps", "4"])
+    assert r2.exit_code == 0 and r2.stdout == r.stdout
+
+
+def test_plot_draws_the_fit_and_a_molecule_grid(fitted, tmp_path):
+    tmp, _, _ = fitted
+    out = tmp_path / "pictures"
+    r = runner.invoke(app, ["plot", str(tmp / "mols.scivae"), "--out", str(out), "--n-molecules", "6"])
+    assert r.exit_code == 0, r.output
+    for name in ("training_curves.png", "kl_per_dim.png", "rate_distortion.png", "molecules.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    assert "no history.csv" in _one_line_error(runner.invoke(app, ["plot", str(tmp_path)]))
 
 
 def _one_line_error(r):
@@ -151,6 +169,12 @@ def test_bad_input_exits_2(fitted, tmp_path):
     assert "--lr-schedule 'step'" in _one_line_error(runner.invoke(app, ["fit", str(csv), "--lr-schedule", "step"]))
     assert "--lr must be > 0" in _one_line_error(runner.invoke(app, ["fit", str(csv), "--lr", "0"]))
     assert "model directory" in _one_line_error(runner.invoke(app, ["generate", str(tmp_path), "-n", "3"]))
+    if not torch.cuda.is_available():
+        msg = _one_line_error(runner.invoke(app, ["generate", str(model), "-n", "3", "--device", "cuda"]))
+        assert "no CUDA device" in msg
+    assert "--device 'tpu'" in _one_line_error(
+        runner.invoke(app, ["generate", str(model), "-n", "3", "--device", "tpu"])
+    )
     assert "-n must be" in _one_line_error(runner.invoke(app, ["generate", str(model), "-n", "0"]))
     msg = _one_line_error(runner.invoke(app, ["interpolate", str(model), "CCO", "c1cc[se]c1"]))
     assert "token '[Se]'" in msg  # the default alphabet writes Kekulé SMILES

@@ -38,8 +38,9 @@ def trained(one_thread, smiles_train):
     vae = MolVAE(smiles_train, alphabet="smiles", **TINY, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = vae.fit(max_epochs=4, batch_size=64, lr=3e-3, progress_bar=False, accelerator="cpu")
-    return vae, result
+        fitted = vae.fit(max_epochs=4, batch_size=64, lr=3e-3, progress_bar=False, accelerator="cpu")
+    assert fitted is vae  # fit returns the model, as every scivae model's fit does
+    return vae, vae.fit_result
 
 
 def test_training_improves_validation_elbo(trained):
