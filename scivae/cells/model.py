@@ -49,9 +49,10 @@ def _check_saved(config: dict[str, Any], state: dict[str, Any]) -> None:
     import dataclasses
     import inspect
 
-    check_config_keys(config, (set(inspect.signature(CellVAEModule.__init__).parameters) - {"self"}) | {"seed"})
-    if isinstance(config.get("kl_config"), dict):
-        check_config_keys(config["kl_config"], {f.name for f in dataclasses.fields(KLConfig)}, "kl_config")
+    check_config_keys(config, (set(inspect.signature(CellVAEModule.__init__).parameters) - {"self"}) | {"seed", "kl"})
+    for key in ("kl", "kl_config"):  # "kl" like every model's; "kl_config" in folders of scivae <= 0.1.0
+        if isinstance(config.get(key), dict):
+            check_config_keys(config[key], {f.name for f in dataclasses.fields(KLConfig)}, key)
     check_config_keys(state, {"genes", "layer", "covariates", "data_summary", "metrics"}, "adapter_state")
     covariates = state.get("covariates")
     check_config_keys(covariates or {}, {f.name for f in dataclasses.fields(CovariateEncoder)}, "covariates")

@@ -602,7 +602,7 @@ class MolVAE(BaseModel):
     @classmethod
     def _from_saved(cls, state_dict: dict[str, torch.Tensor], meta: dict[str, Any], **kwargs: Any) -> MolVAE:
         cfg = dict(meta["config"])
-        check_config_keys(cfg, {*ARCHITECTURE_DEFAULTS, "kl", "seed"})
+        check_config_keys(cfg, {*ARCHITECTURE_DEFAULTS, "architecture", "kl", "seed"})
         check_config_keys(cfg.get("kl", {}), {f.name for f in dataclasses.fields(KLConfig)}, "kl")
         check_config_keys(meta["adapter_state"], {"vocabulary", "training_data"}, "adapter_state")
         kl = KLConfig(**cfg.pop("kl"))

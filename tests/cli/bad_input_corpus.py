@@ -227,7 +227,7 @@ def build_corpus(root: Path) -> list[Case]:
     fit("smiles", "smiles_10000_characters", long, "over the 500-token limit")
     cases.append(
         Case("smiles", "unknown_token_for_vocabulary", ["interpolate", str(mol_model), "CCO", "c1cc[se]c1"],
-             "token '[se]'", [mol_model], [])
+             "in 'c1cc[se]c1' is not in this model", [mol_model], [])
     )  # fmt: skip
     nocol = root / "no_smiles_column.csv"
     nocol.write_text("id,structure,weight\n1,CCO,46\n2,CCN,45\n")
