@@ -110,7 +110,7 @@ def fit_molecules(
         _echo(f"resuming from {output.checkpoint}")
 
     def fit(checkpointing: dict[str, Any]) -> Any:
-        return vae.fit(
+        vae.fit(
             max_epochs=epochs,
             batch_size=bs,
             accelerator=accelerator,
@@ -123,6 +123,7 @@ def fit_molecules(
             **{k: v for k, v in options.items() if v is not None},
             **checkpointing,
         )
+        return vae.fit_result
 
     n_check = int(FIT_DEFAULTS["check_samples"])
     prior: dict[str, Any] = {}

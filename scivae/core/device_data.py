@@ -204,6 +204,8 @@ class _EpochBatches:
     ) -> None:
         self.data, self.rows, self.batch_size, self.generator = data, rows, batch_size, generator
         self.rank, self.world_size = rank, world_size
+        self._epoch_start: Tensor | None = None
+        self._skip = 0
 
     def _order(self) -> Tensor:
         rows = self.rows
@@ -216,7 +218,30 @@ class _EpochBatches:
         return -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        return self.data.batches(self._order(), self.batch_size)
+        # A generator: the epoch's order is drawn at the first batch, not when Lightning merely calls iter()
+        # (it does so once while setting up), so resumed and uninterrupted runs draw the same orders.
+        if self.generator is not None:
+            self._epoch_start = self.generator.get_state()
+        order = self._order()
+        skip, self._skip = self._skip, 0  # a resumed epoch continues after the batches it had done
+        yield from self.data.batches(order[skip * self.batch_size :], self.batch_size)
+
+    # Not named state_dict / load_state_dict: Lightning would then save and restore this iterable itself, at
+    # the wrong moment for scivae's checkpoints (ResumableCheckpoint restores the order through the datamodule).
+    def sampler_state(self, batches_done: int | None = None) -> dict[str, Any]:
+        """State to resume from, as :meth:`scivae.core.data.ResumableBatchSampler.state_dict`: inside the current
+        epoch after ``batches_done`` batches, or (``None``) at the start of the next epoch."""
+        if self.generator is None:
+            return {"generator": None, "skip": int(batches_done or 0)}
+        if batches_done is None or self._epoch_start is None:
+            return {"generator": self.generator.get_state(), "skip": 0}
+        return {"generator": self._epoch_start.clone(), "skip": int(batches_done)}
+
+    def load_sampler_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`sampler_state`: the next pass replays the saved epoch, skipping its done batches."""
+        if self.generator is not None and state.get("generator") is not None:
+            self.generator.set_state(state["generator"])
+        self._skip = int(state["skip"])
 
 
 class DeviceDataModule(ArrayDataModule):
@@ -236,6 +261,7 @@ class DeviceDataModule(ArrayDataModule):
         self.device = device
         self.data: DeviceArrays | None = None
         self._generator = torch.Generator().manual_seed(self.seed)
+        self._epoch_batches: _EpochBatches | None = None
 
     def _target_device(self) -> torch.device:
         if self.device is not None:
@@ -258,7 +284,16 @@ class DeviceDataModule(ArrayDataModule):
         assert self.data is not None
         rank, world = self._world()
         rows = torch.as_tensor(self.train_indices, dtype=torch.long)
-        return _EpochBatches(self.data, rows, self.batch_size, self._generator, rank, world)
+        batches = _EpochBatches(self.data, rows, self.batch_size, self._generator, rank, world)
+        self._epoch_batches = batches
+        if self._sampler_resume is not None:
+            batches.load_sampler_state(self._sampler_resume)
+        self._sampler_resume = None
+        return batches
+
+    def train_sampler_state(self, batches_done: int | None = None) -> dict[str, Any] | None:
+        """The training order's resume state (see :meth:`ArrayDataModule.train_sampler_state`)."""
+        return None if self._epoch_batches is None else self._epoch_batches.sampler_state(batches_done)
 
     def val_dataloader(self) -> _EpochBatches | list:  # type: ignore[override]
         if len(self.validation_indices) == 0:

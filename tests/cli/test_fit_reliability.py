@@ -194,7 +194,7 @@ def test_replacing_a_finished_output_needs_force_and_a_failed_replacement_keeps_
     assert "continue the fit with the same command and --resume" in r.output
     kept = {p.name for p in out.iterdir()}
     assert kept == {"model", "embedded.h5ad", "metrics.json", "history.csv", "training_curves.png",
-                    "kl_per_dim.png", CHECKPOINT_DIR, LOCK_FILE}  # fmt: skip
+                    "kl_per_dim.png", "rate_distortion.png", "latent_umap.png", CHECKPOINT_DIR, LOCK_FILE}  # fmt: skip
     assert not leftovers(out)
     assert fingerprint(out / "model") == model_before
     metrics = json.loads((out / "metrics.json").read_text())
@@ -225,7 +225,9 @@ def test_a_diverging_fit_exits_3_with_its_last_good_weights(cells, tmp_path, mon
     assert line.startswith("error: training diverged") and "--lr" in line and "--free-bits" in line
     assert "holds the weights of epoch" in line and "Traceback" not in r.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["diverged"] is True and metrics["skipped_steps"] > 0 and metrics["collapsed"] is not True
+    assert metrics["diverged"] is True and metrics["skipped_steps"] > 0
+    # the report describes the finite weights returned (a collapse verdict exists: None means non-finite latents)
+    assert metrics["collapsed"] in (True, False)
     from safetensors.torch import load_file
 
     weights = load_file(str(out / "model" / "model.safetensors"))

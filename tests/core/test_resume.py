@@ -9,6 +9,7 @@ import torch
 
 from scivae.core import ArrayDataModule, KLSchedule, fit_module
 from scivae.core.data import ResumableBatchSampler
+from scivae.core.device_data import DeviceDataModule
 from scivae.core.resume import CHECKPOINT_FILE, checkpoint_position
 from scivae.dense import GaussianVAEModule
 from scivae.errors import CheckpointError
@@ -33,11 +34,11 @@ class _Interrupt(L.Callback):
             raise _Interrupted
 
 
-def _fit(digits, ckpt, *, interrupt=False, step=None, resume=False, max_epochs=12):
+def _fit(digits, ckpt, *, interrupt=False, step=None, resume=False, max_epochs=12, datamodule=ArrayDataModule):
     torch.manual_seed(0)
     module = GaussianVAEModule(64, n_latent=4, n_hidden=32, n_layers=1)
     # 9 batches per epoch; early stopping with patience 1 ends the run before max_epochs
-    dm = ArrayDataModule({"x": digits[:640]}, batch_size=64, validation_fraction=0.1, seed=3)
+    dm = datamodule({"x": digits[:640]}, batch_size=64, validation_fraction=0.1, seed=3)
     result = fit_module(
         module,
         dm,
@@ -56,10 +57,13 @@ def _fit(digits, ckpt, *, interrupt=False, step=None, resume=False, max_epochs=1
     return result, module
 
 
-def test_interrupted_fits_resume_to_the_uninterrupted_result(digits, tmp_path):
-    reference, ref_module = _fit(digits, tmp_path / "a")
+# max_epochs such that early stopping ends each run (the cosine schedule, hence the run, depends on it)
+@pytest.mark.parametrize(("datamodule", "max_epochs"), [(ArrayDataModule, 12), (DeviceDataModule, 25)])
+def test_interrupted_fits_resume_to_the_uninterrupted_result(digits, tmp_path, datamodule, max_epochs):
+    run = {"datamodule": datamodule, "max_epochs": max_epochs}
+    reference, ref_module = _fit(digits, tmp_path / "a", **run)
     m = reference.metrics
-    assert m["epochs_trained"] < 12 and m["best_epoch"] < m["epochs_trained"] - 1  # early stopping worked
+    assert m["epochs_trained"] < max_epochs and m["best_epoch"] < m["epochs_trained"] - 1  # early stopping worked
 
     ckpt = tmp_path / "b"
     positions = []
@@ -67,12 +71,12 @@ def test_interrupted_fits_resume_to_the_uninterrupted_result(digits, tmp_path):
     # after the last epoch (the run is complete but its outputs were never returned)
     for n, step in enumerate((13, 27, 40, None)):
         with pytest.raises(_Interrupted):
-            _fit(digits, ckpt, interrupt=True, step=step, resume=n > 0)
+            _fit(digits, ckpt, interrupt=True, step=step, resume=n > 0, **run)
         positions.append(checkpoint_position(ckpt / CHECKPOINT_FILE))
     assert [p["batches_done"] for p in positions[:3]] == [4, None, 4]
     assert positions[3]["should_stop"] and positions[3]["batches_done"] is None
 
-    resumed, module = _fit(digits, ckpt, resume=True)
+    resumed, module = _fit(digits, ckpt, resume=True, **run)
     r = resumed.metrics
     for key in ("optimizer_steps", "epochs_trained", "best_epoch", "weights_epoch", "elbo_validation", "skipped_steps"):
         assert r[key] == m[key], key
