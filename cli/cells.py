@@ -252,7 +252,7 @@ def embed(
 ) -> None:
     """Embed new cells with a trained model: writes the input plus obsm["X_scivae"] (latent means) to a new .h5ad."""
     from scivae.cells import CellVAE, read_anndata
-    from scivae.core.checks import positive_int
+    from scivae.checks import positive_int
 
     positive_int(batch_size, "batch_size")
     data = Path(data)

@@ -49,7 +49,7 @@ def evaluate(
     batch_size: int = typer.Option(512, "--batch-size", help="ChemNet batch size."),
 ) -> None:
     """MOSES metrics of generated molecules: valid, unique@k, Novelty, IntDiv, Filters, FCD, SNN, Frag, Scaf."""
-    from scivae.core.checks import check_device, positive_int
+    from scivae.checks import check_device, positive_int
     from scivae.molecules.io import read_smiles_entries
     from scivae.molecules.metrics import ReferenceStats, compute_metrics, compute_reference_stats
 

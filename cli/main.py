@@ -245,7 +245,7 @@ def fit(
     """
     # everything that determines the fit: a --resume must repeat it
     settings = {k: v for k, v in locals().items() if k not in _NOT_SETTINGS}
-    from scivae.core.checks import check_accelerator, positive_float, positive_int
+    from scivae.checks import check_accelerator, positive_float, positive_int
     from scivae.core.schedules import make_schedule
     from scivae_cli.fit_output import input_identity
 

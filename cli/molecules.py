@@ -79,8 +79,8 @@ def fit_molecules(
     outputs appear together, as one folder swapped into place (see :mod:`scivae_cli.fit_output` for
     ``resume``, ``force`` and checkpoints).
     """
+    from scivae.checks import positive_int
     from scivae.core import make_schedule, write_fit_report
-    from scivae.core.checks import positive_int
     from scivae.molecules import MolVAE, read_smiles_file
     from scivae.molecules.tokenizer import check_alphabet
 
@@ -218,7 +218,7 @@ def generate(
     device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Sample molecules from a trained molecule VAE's prior; print SMILES or write them to a file."""
-    from scivae.core.checks import positive_float, positive_int
+    from scivae.checks import positive_float, positive_int
 
     if n < 1:
         raise ScivaeInputError(f"-n must be >= 1, got {n}")

@@ -143,7 +143,7 @@ def test_molecules_encode_sample_and_interpolate(mol_model) -> None:
     samples = latent.sample(mol_model, 12, seed=4, greedy=False)
     assert list(samples.columns) == ["smiles", "valid"] and len(samples) == 12
     assert samples.equals(latent.sample(mol_model, 12, seed=4, greedy=False))
-    assert samples.equals(mol_model.sample(12, seed=4))  # MolVAE.sample is this function
+    assert samples.equals(mol_model.sample(12, seed=4, greedy=False))  # MolVAE.sample is this function
     path = latent.interpolate(mol_model, test[0], test[1], steps=5, method="linear")
     assert list(path.columns) == ["t", "smiles", "valid"] and list(path["t"]) == [0.0, 0.25, 0.5, 0.75, 1.0]
     ends = latent.reconstruct(mol_model, test[:2])

@@ -20,8 +20,8 @@ from scivae.cells.streaming import (
     prepare_backed,
     streaming_split,
 )
+from scivae.checks import positive_int
 from scivae.core import BaseModel, FitResult, KLConfig, KLSchedule, split_indices
-from scivae.core.checks import positive_int
 from scivae.core.device_data import iterate_device_batches
 from scivae.core.model import select_rows
 from scivae.core.persistence import check_config_keys, check_saved_shapes

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
-from scivae.core.checks import positive_int
+from scivae.checks import positive_int
 from scivae.core.distributed import rank_world
 from scivae.errors import ScivaeInputError
 

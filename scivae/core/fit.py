@@ -17,8 +17,8 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger
 
+from scivae.checks import check_accelerator, positive_int
 from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
-from scivae.core.checks import check_accelerator, positive_int
 from scivae.core.data import ArrayDataModule, iterate_batches
 from scivae.core.device_data import TrainingDevice
 from scivae.core.diagnostics import CollapseReport, collapse_report

@@ -69,7 +69,7 @@ def test_the_python_api_raises_typed_errors_with_the_same_messages(corpus) -> No
 
     from scivae import CellVAE, MolVAE
     from scivae.cells import read_anndata
-    from scivae.core.checks import check_accelerator
+    from scivae.checks import check_accelerator
     from scivae.molecules import read_smiles_file
 
     root, cases = corpus

@@ -28,7 +28,7 @@ def default_recipe():
     vae = MolVAE(train, architecture="cpu", seed=0)  # every other setting is the default recipe
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = vae.fit(max_epochs=EPOCHS, batch_size=64, progress_bar=False, accelerator="cpu")
+        result = vae.fit(max_epochs=EPOCHS, batch_size=64, progress_bar=False, accelerator="cpu").fit_result
     yield vae, result
     torch.set_num_threads(threads)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scivae.core.checks import check_accelerator, check_device, positive_float, positive_int
+from scivae.checks import check_accelerator, check_device, positive_float, positive_int
 from scivae.errors import OptionError
 
 
