@@ -198,9 +198,9 @@ def evaluate_latent(
     return out
 
 
-def fit_summary(vae: Any) -> dict[str, Any]:
-    """The training figures of ``vae.fit_result`` that the latent-space benchmarks report."""
-    m = vae.fit_result.metrics
+def fit_summary(m: dict[str, Any]) -> dict[str, Any]:
+    """The training figures the latent-space benchmarks report, from a fit's metrics (``fit_result.metrics``
+    or the ``metrics.json`` of ``scivae fit``)."""
     keys = (
         "epochs_trained",
         "time_s",

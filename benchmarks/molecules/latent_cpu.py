@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from _latent_eval import ROOT, evaluate_latent, moses_splits  # noqa: E402
+from _latent_eval import ROOT, evaluate_latent, fit_summary, moses_splits  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = ROOT / "benchmarks" / "out" / "molecules" / "latent"
@@ -49,6 +50,7 @@ def table() -> None:
         "unique@10k | novelty | FCD/Test | valid (T=1) | FCD/Test (T=1) | nbr valid | nbr Tanimoto | interp valid |"
     )
     print("|---" * 18 + "|")
+    rows: dict[str, list[list]] = {}
     for path in sorted(RESULTS.glob("latent_cpu_*.json")):
         r = json.loads(path.read_text())
         f, e = r["fit"], r["eval"]
@@ -77,6 +79,19 @@ def table() -> None:
         ]
         text = ["-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in cells]
         print(f"| {path.stem} | " + " | ".join(text) + " |")
+        rows.setdefault(path.stem.rsplit("_seed", 1)[0], []).append(cells)
+    for name, runs in rows.items():  # mean ± sd over the seeds of one setting
+        if len(runs) < 2:
+            continue
+        stats = []
+        for column in zip(*runs, strict=True):
+            values = [float(v) for v in column if v is not None]
+            if len(values) < 2:
+                stats.append("-")
+                continue
+            mean, sd = sum(values) / len(values), statistics.stdev(values)
+            stats.append(f"{mean:.3f} ± {sd:.3f}")
+        print(f"| {name}, mean ± sd of {len(runs)} seeds | " + " | ".join(stats) + " |")
 
 
 def _history(fit_dir: Path) -> dict[str, list]:
@@ -172,22 +187,6 @@ def main() -> None:
         fcd_reference=splits["test"],
         seed=args.seed,
     )
-    keys = (
-        "epochs_trained",
-        "time_s",
-        "weights_epoch",
-        "elbo_validation",
-        "reconstruction_validation",
-        "kl_validation",
-        "active_units",
-        "mutual_information",
-        "mutual_information_upper_bound",
-        "latent_gain_validation",
-        "reconstruction_accuracy_validation",
-        "token_accuracy_validation",
-        "collapsed",
-        "skipped_steps",
-    )
     record = {
         "command": f"scivae fit train.smi --max-time {args.minutes} --threads {args.threads} --seed {args.seed}"
         + (f" --alphabet {args.alphabet}" if args.alphabet else ""),
@@ -198,7 +197,7 @@ def main() -> None:
         "n_parameters": sum(p.numel() for p in vae.module.parameters()),
         "n_train": len(splits["train"]),
         "evaluated_on": f"{len(splits['test'])} random MOSES test molecules (seed 1)",
-        "fit": {k: report[k] for k in keys if k in report},
+        "fit": fit_summary(report),
         "history": _history(fit_dir),
         "eval": ev,
     }

@@ -154,7 +154,7 @@ def main() -> None:
     cpu_s = time.process_time() - cpu0
     if not args.smoke:
         vae.save(MODELS / args.name)  # git-ignored; lets a run be evaluated again
-    fit = fit_summary(vae)
+    fit = fit_summary(vae.fit_result.metrics)
     print(json.dumps(fit), flush=True)
     small = args.smoke
     ev = evaluate_latent(
