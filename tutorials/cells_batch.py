@@ -153,3 +153,12 @@ gene = corrected.genes.index("ISG15")
 ratio = as_stim[:, gene].mean() / as_ctrl[:, gene].mean()
 print(f"ISG15 in stimulated cells, decoded as stimulated / as control: {ratio:.1f}x")
 assert ratio > 3
+
+fig, ax = plt.subplots(figsize=(5, 3.8), layout="constrained")
+bins = np.linspace(0, np.percentile(as_stim[:, gene], 99), 40)
+ax.hist(as_ctrl[:, gene], bins=bins, alpha=0.6, color="tab:grey", label="decoded as control")
+ax.hist(as_stim[:, gene], bins=bins, alpha=0.6, color="tab:red", label="decoded as stimulated")
+ax.set_xlabel("ISG15, denoised counts per 10k")
+ax.set_ylabel("stimulated cells")
+ax.legend(fontsize=8)
+save(fig, "ifnb_isg15_transform_batch.png")
