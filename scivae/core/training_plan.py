@@ -135,7 +135,9 @@ class VAETrainingPlan(L.LightningModule):
         # A finite loss can still give non-finite gradients (an overflow in backward); clipping would spread the
         # NaN to every weight, so the update is skipped like a non-finite loss (no gradient, no Adam step).
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if params and not bool(torch.stack([p.grad.isfinite().all() for p in params]).all()):  # one device sync
+        # one fused norm over all gradients (non-finite if any entry is) and one device sync: an isfinite pass
+        # per tensor cost about 8% of a small model's CPU step (benchmarks/reliability, overhead)
+        if params and not bool(torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in params]))):
             for p in params:
                 p.grad = None
             self.skipped_steps += 1
