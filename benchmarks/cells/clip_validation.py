@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from scivae._atomic import write_text_atomic  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"batch_size": bs, "seed": seed, "clip": clip, "validation_elbo": elbo})
                 print(f"batch {bs} seed {seed} clip {clip}: validation ELBO {elbo:.2f}", flush=True)
     out = {"data": str(args.data), "epochs": args.epochs, "runs": rows, "loadavg_end": os.getloadavg()}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(args.json.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    os.replace(tmp, args.json)
+    write_text_atomic(args.json, json.dumps(out, indent=1) + "\n")
     print(f"raw figures: {args.json}")
     return 0
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from scivae._atomic import write_text_atomic  # noqa: E402
 from scivae.cells.likelihoods import nb_log_likelihood, nb_log_prob  # noqa: E402
 from scivae.core.data import take_rows  # noqa: E402
 from scivae.core.device_data import DeviceArrays  # noqa: E402
@@ -166,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  torch.compile compilation: {entry['compile_s']:.1f} s")
     result["loadavg_end"] = os.getloadavg()
     print(f"load average {result['loadavg_start'][0]:.2f} -> {result['loadavg_end'][0]:.2f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(args.json.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, args.json)
+    write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
     print(f"raw figures: {args.json}")
     return 0
 

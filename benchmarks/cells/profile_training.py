@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from scivae._atomic import write_text_atomic  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     out["bf16"] = check_bf16(model.module, model.data.arrays, "cpu", n_rows=512)
     print(f"\nbf16 autocast on the CPU, 512 cells: {out['bf16']}")
     out["loadavg_end"] = os.getloadavg()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(args.json.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-    os.replace(tmp, args.json)
+    write_text_atomic(args.json, json.dumps(out, indent=1) + "\n")
     print(f"load average {out['loadavg_start'][0]:.2f} -> {out['loadavg_end'][0]:.2f}; raw figures: {args.json}")
     return 0
 

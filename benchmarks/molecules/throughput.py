@@ -54,6 +54,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from scivae._atomic import write_text_atomic  # noqa: E402
 from scivae.molecules import MolVAE  # noqa: E402
 from scivae.molecules.tokenizer import BOS_ID, PAD_ID  # noqa: E402
 
@@ -279,10 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             f"sampling ({k}): {s['molecules_per_s']:.0f} molecules/s, valid {s['valid_fraction']:.3f}, "
             f"{s['valid_per_s']:.0f} valid/s ({result['sampling_model']})"
         )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(args.json.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, args.json)
+    write_text_atomic(args.json, json.dumps(result, indent=1) + "\n")
     print(f"raw figures: {args.json}")
     return 0
 
