@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 from scivae.checks import check_accelerator, positive_int
 from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
 from scivae.core.data import ArrayDataModule, iterate_batches
-from scivae.core.device_data import TrainingDevice
+from scivae.core.device_data import TrainingDevice, iterate_device_batches
 from scivae.core.diagnostics import CollapseReport, collapse_report
 from scivae.core.distributed import is_global_zero
 from scivae.core.divergence import DIVERGENCE_HINT, MAX_SKIPPED_STEPS, DivergenceGuard, all_finite
@@ -87,13 +87,14 @@ def resolve_precision(accelerator: str, precision: str | None) -> str:
 def posterior_over(module: VAEModule, arrays: Any, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior means and log-variances of ``module`` over all rows of ``arrays`` (in order).
 
-    ``arrays``: row-aligned arrays or a batch source, as :func:`~scivae.core.data.iterate_batches` takes.
+    ``arrays``: row-aligned arrays or a batch source, as :func:`~scivae.core.device_data.iterate_device_batches`
+    takes (batches are gathered on the module's device).
     """
     device = next(module.parameters()).device
     was_training = module.training
     module.eval()
     mus, logvars = [], []
-    for batch in iterate_batches(arrays, batch_size, device):
+    for batch in iterate_device_batches(arrays, batch_size, device):
         post = module.inference(batch)
         mus.append(post.mu.float().cpu())
         logvars.append(post.logvar.float().cpu())

@@ -21,7 +21,7 @@ import torch
 from scivae.core.data import ArrayDataModule, ArrayLike
 from scivae.core.device_data import DeviceDataModule, iterate_device_batches
 from scivae.core.distributed import is_global_zero
-from scivae.core.fit import FitResult, fit_module
+from scivae.core.fit import FitResult, fit_module, posterior_over
 from scivae.core.module import VAEModule
 from scivae.core.persistence import load_model_dir, save_model_dir
 from scivae.core.schedules import KLSchedule, make_schedule
@@ -238,12 +238,8 @@ class BaseModel(ABC):
         self, arrays: Mapping[str, ArrayLike], batch_size: int = 1024
     ) -> tuple[np.ndarray, np.ndarray]:
         self._ready()
-        mus, logvars = [], []
-        for batch in iterate_device_batches(arrays, batch_size, self.device):
-            post = self.module.inference(batch)
-            mus.append(post.mu.float().cpu())
-            logvars.append(post.logvar.float().cpu())
-        return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+        mu, logvar = posterior_over(self.module, arrays, batch_size)
+        return mu.numpy(), logvar.numpy()
 
     @torch.no_grad()
     def _per_obs(self, arrays: Mapping[str, ArrayLike], fn: str, batch_size: int = 1024, **kwargs: Any) -> np.ndarray:

@@ -161,3 +161,13 @@ def test_the_core_works_without_scanpy_anndata_and_rdkit(tmp_path) -> None:
         [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT
     )
     assert run.returncode == 0 and "core ok" in run.stdout, run.stderr[-3000:]
+
+
+def test_get_posterior_gives_the_latent_means_and_the_encoder_spread(digits) -> None:
+    model = GaussianVAE(64, n_latent=3, n_hidden=16, seed=4).fit(digits[:300], max_epochs=2, progress_bar=False)
+    mu, logvar = model.get_posterior(digits[:50])
+    assert mu.shape == logvar.shape == (50, 3)
+    np.testing.assert_allclose(mu, model.get_latent(digits[:50]), rtol=1e-6, atol=1e-6)
+    # the encoder's variances differ between items and from the prior's (a real posterior, not a constant)
+    assert np.isfinite(logvar).all() and logvar.std() > 1e-3 and not np.allclose(logvar, 0.0)
+    assert model.module.training is False  # inference leaves the model in eval mode
