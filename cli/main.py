@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import importlib
+import os
 import sys
 import time
 import warnings
@@ -156,6 +157,14 @@ def demo_1d(
     typer.echo(f"ELBO = -(recon + KL)     = {result.elbo:.3f}")
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and schedulers set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _data_kind(data: Path) -> str:
     name = data.name.lower()
     if name.endswith(MOLECULE_SUFFIXES):
@@ -223,8 +232,11 @@ def fit(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     threads: Annotated[
         int,
-        typer.Option(help="CPU threads for torch (small models: one thread is usually fastest on a busy machine)."),
-    ] = 1,
+        typer.Option(
+            help="CPU threads for torch; 0: every core this process may use (on an idle 2-core machine 2 threads "
+            "trained cells 1.3-1.5x faster than 1). On a machine shared with other jobs, 1 is often faster."
+        ),
+    ] = 0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted fit from its last checkpoint (same options).")
     ] = False,
@@ -251,7 +263,7 @@ def fit(
 
     if not data.exists():
         raise ScivaeInputError(f"{data}: no such file or folder; check the path")
-    positive_int(threads, "threads")
+    positive_int(threads, "threads", minimum=0)
     for name in ("n_latent", "max_epochs", "batch_size", "n_top_genes", "max_length"):
         if locals()[name] is not None:
             positive_int(locals()[name], name)
@@ -269,7 +281,7 @@ def fit(
     kind = _data_kind(data)
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or _usable_cores())
     common: dict[str, Any] = dict(
         out=out,
         n_latent=n_latent,

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scivae.core.data import iterate_batches
+from scivae.core.data import RowOutputs, iterate_batches
 from scivae.core.model import BaseModel, select_rows
 from scivae.core.seeding import cpu_generator
 from scivae.errors import ScivaeInputError
@@ -85,11 +85,11 @@ def _repeat(arrays: dict[str, Any], n: int) -> dict[str, Any]:
 def _log_likelihood(model: BaseModel, arrays: dict[str, Any], z: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """``log p(x_i | z_i)`` in nats for each row ``i`` of the items' ``arrays`` and latent points ``z``."""
     device = model._ready()
-    out = []
+    out = RowOutputs(len(z))
     for batch in iterate_batches({**arrays, _LATENT: z}, batch_size, device):
         zb = batch.pop(_LATENT)
-        out.append(model.module.log_likelihood(batch, zb).float().cpu())
-    return torch.cat(out).numpy()
+        out.add(model.module.log_likelihood(batch, zb))
+    return out.result()[0]
 
 
 def _posterior_of_items(model: BaseModel, items: Sequence[Any], data: Any):

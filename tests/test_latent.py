@@ -126,7 +126,8 @@ def test_reconstructions_match_their_own_cells(cell_model) -> None:
     np.testing.assert_allclose(out.X, cell_model.get_normalized_expression(), rtol=1e-5)
     own = out.obs["log_likelihood"].to_numpy()
     # each cell's counts are explained better at its own code than at another cell's (a derangement; many
-    # pairs are cells of one type, so the gap is modest: measured 67% of cells, 15 nats on average)
+    # pairs are cells of one type, so the gap is modest: measured 67% of cells, 15 nats on average with
+    # BatchNorm after 12 epochs; 92% and 31 nats with LayerNorm after 20)
     z = latent.encode(cell_model)
     _, arrays = cell_model._labelled_arrays(None)
     other = latent._log_likelihood(cell_model, arrays, z[np.roll(np.arange(800), 1)])

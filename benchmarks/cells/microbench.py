@@ -8,10 +8,12 @@ From the repository root::
 1. NB summed over genes, forward + backward with the log-softmax: autograd on the elementwise NB
    (``nb_log_prob(...).sum(-1)``) vs ``nb_log_likelihood`` (hand-written gradient of the dense part,
    lgamma terms on the non-zeros), batch x 2,000 genes at 12 % non-zero counts.
-2. The same dense part under ``torch.compile`` (with its compilation time), when a compiler is available.
-3. The encoder's first layer, forward + weight gradient: dense ``log1p(x) @ W`` vs a torch sparse CSR
+2. The terms of the non-zero counts, ``lgamma(x + theta) - lgamma(theta)``, forward + backward: float64
+   lgamma (and digamma in the backward) vs the per-gene table of cumulative logs of integer counts.
+3. The same dense part under ``torch.compile`` (with its compilation time), when a compiler is available.
+4. The encoder's first layer, forward + weight gradient: dense ``log1p(x) @ W`` vs a torch sparse CSR
    product.
-4. Batch gathering: ``DeviceCSR.gather_torch`` (torch ops: the GPU path), ``DeviceCSR.gather_host`` (scipy
+5. Batch gathering: ``DeviceCSR.gather_torch`` (torch ops: the GPU path), ``DeviceCSR.gather_host`` (scipy
    row slicing over the same buffers, plus the non-zero coordinates: the CPU path) and ``take_rows`` (the
    earlier per-batch path, no coordinates).
 
@@ -36,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from scivae._atomic import write_text_atomic  # noqa: E402
-from scivae.cells.likelihoods import nb_log_likelihood, nb_log_prob  # noqa: E402
+from scivae.cells.likelihoods import _lgamma_ratio_table, nb_log_likelihood, nb_log_prob  # noqa: E402
 from scivae.core.data import take_rows  # noqa: E402
 from scivae.core.device_data import DeviceArrays  # noqa: E402
 
@@ -77,6 +79,19 @@ def _one_batch_size(b: int, args: argparse.Namespace, data: DeviceArrays, counts
 
     nb = _alternate({"autograd elementwise NB": autograd_nb, "nb_log_likelihood": rows_nb}, args.reps, args.calls)
     entry = {"batch_size": b, "nb_fwd_bwd_ms": nb}
+
+    values, cols = nz[2].double(), nz[1]
+
+    def lgamma_terms():
+        theta = log_theta.exp().double()
+        (torch.lgamma(values + theta[cols]) - torch.lgamma(theta)[cols]).sum().backward()
+
+    def table_terms():
+        _lgamma_ratio_table(values, cols, log_theta.exp().double()).sum().backward()
+
+    entry["lgamma_nonzero_ms"] = _alternate(
+        {"lgamma + digamma": lgamma_terms, "per-gene log table": table_terms}, args.reps, args.calls
+    )
 
     def dense_part(s, log_lib, log_theta, x):
         d = F.log_softmax(s, -1) + log_lib - log_theta
@@ -160,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         entry = _one_batch_size(b, args, data, counts, n_cells, g)
         result["results"].append(entry)
         print(f"\nbatch {b} x {g} genes (ms per call, median of {args.reps} alternating repetitions)")
-        for key in ("nb_fwd_bwd_ms", "dense_part_ms", "encoder_layer_ms", "gather_ms"):
+        for key in ("nb_fwd_bwd_ms", "lgamma_nonzero_ms", "dense_part_ms", "encoder_layer_ms", "gather_ms"):
             if key in entry:
                 print(f"  {key}: " + ", ".join(f"{k} {v:.3f}" for k, v in entry[key].items()))
         if "compile_s" in entry:

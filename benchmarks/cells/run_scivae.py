@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--norm", choices=("layer", "batch"), default=None, help="hidden-layer norm (default: scivae's)")
     ap.add_argument("--adam-eps", type=float, default=None, help="Adam eps (default: scivae's)")
     ap.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay (default: scivae's)")
+    ap.add_argument("--gradient-clip", default=None, help="gradient-norm clip, a number or none (default: scivae's)")
     ap.add_argument(
         "--last-epoch",
         action="store_true",
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     extra_fit = {} if args.adam_eps is None else {"adam_eps": args.adam_eps}
     if args.weight_decay is not None:
         extra_fit["weight_decay"] = args.weight_decay
+    if args.gradient_clip is not None:
+        extra_fit["gradient_clip_val"] = None if args.gradient_clip == "none" else float(args.gradient_clip)
     model = scivae.CellVAE(
         train,
         layer=None,

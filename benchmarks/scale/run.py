@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+from scivae._atomic import write_text_atomic  # noqa: E402
 
 
 def _hwm_mb() -> float:
@@ -212,14 +214,14 @@ def main() -> None:
     settings.update(batch_size=args.batch_size, threads=args.threads, validation_fraction=args.validation_fraction)
     report = {"machine": _machine(), "settings": settings, "summary": summary, "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(report, indent=1))
+    write_text_atomic(args.out / "results.json", json.dumps(report, indent=1) + "\n")
     cols = ["round", "mode", "n_cells", "n_genes", "peak_rss_mb", "hwm_after_prepare_mb", "hwm_after_fit_mb"]
     cols += ["train_cells_per_s", "prepare_s", "fit_s", "latent_s", "wall_s"]
     lines = [",".join(cols + ["load_before_1min", "load_after_1min"])]
     for r in runs:
         vals = [f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols]
         lines.append(",".join(vals + [f"{r['load_before'][0]:.2f}", f"{r['load_after'][0]:.2f}"]))
-    (args.out / "results.csv").write_text("\n".join(lines) + "\n")
+    write_text_atomic(args.out / "results.csv", "\n".join(lines) + "\n")
     print(json.dumps(summary, indent=1))
 
 

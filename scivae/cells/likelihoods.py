@@ -75,6 +75,37 @@ class _NBRows(torch.autograd.Function):
         return g, g_theta, None
 
 
+#: Counts up to this value take ``lgamma(k + theta) - lgamma(theta)`` from a per-gene table; the few larger
+#: counts (under 2 % of the non-zeros of PBMC 3k) are evaluated with lgamma.
+_TABLE_COUNTS = 32
+
+
+def _counts(values: Tensor) -> bool:
+    """Whether the non-zero entries are integers >= 1, as counts are (the table needs it)."""
+    return values.numel() > 0 and bool(values.min() >= 1) and bool(torch.equal(values, torch.floor(values)))
+
+
+def _lgamma_ratio_table(values: Tensor, cols: Tensor, theta: Tensor) -> Tensor:
+    """``lgamma(v + theta[cols]) - lgamma(theta[cols])`` for integral counts ``v >= 1`` (float64).
+
+    For an integer count it is ``sum_{j < v} log(theta + j)``: a cumulative sum of logs, tabulated per gene for
+    counts up to :data:`_TABLE_COUNTS` and gathered. On the CPU, where torch's lgamma and digamma are scalar
+    loops, this is about 2.5x faster forward + backward than lgamma at 1,024 cells x 2,000 genes
+    (``benchmarks/cells/microbench.py``, "lgamma_nonzero"), and no less accurate: it has no difference of
+    two large lgamma values.
+    """
+    k = _TABLE_COUNTS
+    n_genes = theta.shape[0]
+    table = torch.log(theta + torch.arange(k, dtype=theta.dtype, device=theta.device).unsqueeze(1)).cumsum(0)
+    index = (values.clamp(max=k).long() - 1) * n_genes + cols
+    term = table.reshape(-1).take(index)
+    large = (values > k).nonzero().squeeze(1)
+    if large.numel():
+        th = theta[cols[large]]
+        term = term.index_add(0, large, torch.lgamma(values[large] + th) - torch.lgamma(th + k))
+    return term
+
+
 def nb_log_likelihood(
     x: Tensor,
     log_mu: Tensor,
@@ -115,15 +146,15 @@ def nb_log_likelihood(
     else:
         rows, cols, values = nz
     per_gene = log_theta.dim() == 1 or (log_theta.dim() == 2 and log_theta.shape[0] == 1)
-    if per_gene:
+    vd = values.double()
+    if per_gene and x.device.type == "cpu" and _counts(values):
+        term = _lgamma_ratio_table(vd, cols, theta.reshape(-1).double())
+    elif per_gene:
         theta_d = theta.reshape(-1).double()
-        th = theta_d[cols]
-        lg_theta = torch.lgamma(theta_d)[cols]
+        term = torch.lgamma(vd + theta_d[cols]) - torch.lgamma(theta_d)[cols]
     else:
         th = theta.expand_as(x)[rows, cols].double()
-        lg_theta = torch.lgamma(th)
-    vd = values.double()
-    term = torch.lgamma(vd + th) - lg_theta
+        term = torch.lgamma(vd + th) - torch.lgamma(th)
     if log_factorial is None:
         term = term - torch.lgamma(vd + 1.0)
     lgamma_rows = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device).index_add_(0, rows, term)

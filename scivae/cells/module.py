@@ -114,7 +114,7 @@ class CellVAEModule(VAEModule):
         n_batches: int = 1,
         n_cats_per_covariate: Sequence[int] = (),
         n_continuous: int = 0,
-        norm: str = "batch",
+        norm: str = "layer",
         encode_covariates: bool = False,
         library_log_mean: Sequence[float] | None = None,
         library_log_var: Sequence[float] | None = None,

@@ -337,6 +337,10 @@ class _RowsSource:
     data: BackedCellData
     rows: np.ndarray
 
+    @property
+    def n_obs(self) -> int:
+        return len(self.rows)
+
     def batches(self, batch_size: int = 1024) -> Iterator[dict[str, Tensor]]:
         return self.data.batches(batch_size, self.rows)
 

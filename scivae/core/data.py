@@ -232,6 +232,60 @@ def _loader(
     return DataLoader(dataset, sampler=batches, batch_size=None, generator=base_seed)
 
 
+def n_rows_of(arrays: Mapping[str, ArrayLike] | Any) -> int | None:
+    """Rows of a dict of arrays or of a batch source (its ``n_obs``); None when a source does not say."""
+    if isinstance(arrays, Mapping):
+        return _n_rows(arrays)
+    n = getattr(arrays, "n_obs", None)
+    return None if n is None else int(n)
+
+
+class RowOutputs:
+    """Per-row results of a batch-wise pass (latents, ELBOs), written into float32 arrays allocated once.
+
+    Appending one small tensor per batch while large batches are allocated and freed fragments glibc's heap:
+    over a streamed 1M-cell latent pass the peak RSS grew by about 1.3 KB per cell, and with the output
+    allocated up front it stayed flat (``benchmarks/scale/RESULTS.md``). Sources that do not say how many
+    rows they have are collected in parts and concatenated at the end.
+
+    Parameters
+    ----------
+    n_rows
+        Rows the pass will produce (:func:`n_rows_of`), or None.
+    """
+
+    def __init__(self, n_rows: int | None) -> None:
+        self.n_rows = n_rows
+        self._arrays: list[np.ndarray] | None = None
+        self._parts: list[list[np.ndarray]] = []
+        self._filled = 0
+
+    def add(self, *values: Tensor) -> None:
+        """The next rows of each output, in order (tensors on any device)."""
+        parts = [v.detach().float().cpu().numpy() for v in values]
+        if self.n_rows is None:
+            self._parts.append(parts)
+            return
+        if self._arrays is None:
+            self._arrays = [np.empty((self.n_rows, *p.shape[1:]), dtype=np.float32) for p in parts]
+        stop = self._filled + parts[0].shape[0]
+        if stop > self.n_rows:
+            raise RuntimeError(f"the batches gave more than the {self.n_rows} rows of the data")
+        for out, part in zip(self._arrays, parts, strict=True):
+            out[self._filled : stop] = part
+        self._filled = stop
+
+    def result(self) -> list[np.ndarray]:
+        """One array per output, ``(n_rows, ...)``."""
+        if self.n_rows is None:
+            if not self._parts:
+                raise ValueError("the pass produced no rows")
+            return [np.concatenate(col) for col in zip(*self._parts, strict=True)]
+        if self._arrays is None or self._filled != self.n_rows:
+            raise RuntimeError(f"the batches gave {self._filled} of the {self.n_rows} rows of the data")
+        return self._arrays
+
+
 def iterate_batches(
     arrays: Mapping[str, ArrayLike] | Any, batch_size: int = 1024, device: torch.device | str = "cpu"
 ) -> Iterator[dict[str, Tensor]]:

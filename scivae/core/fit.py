@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from scivae.checks import check_accelerator, positive_int
 from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
-from scivae.core.data import ArrayDataModule, iterate_batches
+from scivae.core.data import ArrayDataModule, RowOutputs, iterate_batches, n_rows_of
 from scivae.core.device_data import TrainingDevice, iterate_device_batches
 from scivae.core.diagnostics import CollapseReport, collapse_report
 from scivae.core.distributed import is_global_zero
@@ -84,8 +84,8 @@ def resolve_precision(accelerator: str, precision: str | None) -> str:
 
 
 @torch.no_grad()
-def posterior_over(module: VAEModule, arrays: Any, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances of ``module`` over all rows of ``arrays`` (in order).
+def posterior_over(module: VAEModule, arrays: Any, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and log-variances of ``module`` over all rows of ``arrays`` (in order), float32.
 
     ``arrays``: row-aligned arrays or a batch source, as :func:`~scivae.core.device_data.iterate_device_batches`
     takes (batches are gathered on the module's device).
@@ -93,13 +93,13 @@ def posterior_over(module: VAEModule, arrays: Any, batch_size: int = 1024) -> tu
     device = next(module.parameters()).device
     was_training = module.training
     module.eval()
-    mus, logvars = [], []
+    out = RowOutputs(n_rows_of(arrays))
     for batch in iterate_device_batches(arrays, batch_size, device):
         post = module.inference(batch)
-        mus.append(post.mu.float().cpu())
-        logvars.append(post.logvar.float().cpu())
+        out.add(post.mu, post.logvar)
     module.train(was_training)
-    return torch.cat(mus), torch.cat(logvars)
+    mu, logvar = out.result()
+    return mu, logvar
 
 
 @torch.no_grad()
@@ -111,11 +111,10 @@ def latent_report(
     device = next(module.parameters()).device
     was_training = module.training
     module.eval()
-    mus, logvars, checks, n_checked, finite = [], [], {}, 0, True
+    out, checks, n_checked, finite = RowOutputs(n_rows_of(arrays)), {}, 0, True
     for batch in iterate_batches(arrays, batch_size, device):
         post = module.inference(batch)
-        mus.append(post.mu.float().cpu())
-        logvars.append(post.logvar.float().cpu())
+        out.add(post.mu, post.logvar)
         finite = finite and bool(torch.isfinite(post.mu).all() and torch.isfinite(post.logvar).all())
         if n_checked < check_items and finite:  # decoding non-finite codes fails; the report says not finite
             for name, values in latent_checks(module, batch, post).items():
@@ -124,7 +123,8 @@ def latent_report(
     module.train(was_training)
     means = {name: float(torch.cat(v).mean()) for name, v in checks.items()}
     gain = means.pop("latent_gain", None)
-    return collapse_report(torch.cat(mus), torch.cat(logvars), latent_gain=gain, extra=means)
+    mu, logvar = out.result()
+    return collapse_report(torch.from_numpy(mu), torch.from_numpy(logvar), latent_gain=gain, extra=means)
 
 
 def fit_module(

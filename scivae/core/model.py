@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from scivae.core.data import ArrayDataModule, ArrayLike
+from scivae.core.data import ArrayDataModule, ArrayLike, RowOutputs, n_rows_of
 from scivae.core.device_data import DeviceDataModule, iterate_device_batches
 from scivae.core.distributed import is_global_zero
 from scivae.core.fit import FitResult, fit_module, posterior_over
@@ -227,11 +227,11 @@ class BaseModel(ABC):
         self, arrays: Mapping[str, ArrayLike], give_mean: bool = True, batch_size: int = 1024
     ) -> np.ndarray:
         self._ready()
-        out = []
+        out = RowOutputs(n_rows_of(arrays))
         for batch in iterate_device_batches(arrays, batch_size, self.device):
             post = self.module.inference(batch)
-            out.append((post.mu if give_mean else post.rsample()).float().cpu())
-        return torch.cat(out).numpy()
+            out.add(post.mu if give_mean else post.rsample())
+        return out.result()[0]
 
     @torch.no_grad()
     def _posterior_from_arrays(
@@ -239,16 +239,17 @@ class BaseModel(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         self._ready()
         mu, logvar = posterior_over(self.module, arrays, batch_size)
-        return mu.numpy(), logvar.numpy()
+        return mu, logvar
 
     @torch.no_grad()
     def _per_obs(self, arrays: Mapping[str, ArrayLike], fn: str, batch_size: int = 1024, **kwargs: Any) -> np.ndarray:
         """Apply ``module.elbo`` or ``module.iwae`` batch-wise over all rows."""
         self._ready()
         method = getattr(self.module, fn)
-        batches = iterate_device_batches(arrays, batch_size, self.device)
-        out = [method(batch, **kwargs).float().cpu() for batch in batches]
-        return torch.cat(out).numpy()
+        out = RowOutputs(n_rows_of(arrays))
+        for batch in iterate_device_batches(arrays, batch_size, self.device):
+            out.add(method(batch, **kwargs))
+        return out.result()[0]
 
     def get_latent(
         self, data: Any = None, give_mean: bool = True, batch_size: int = 1024, seed: int | None = 0

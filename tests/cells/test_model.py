@@ -22,18 +22,20 @@ def trained() -> tuple[CellVAE, ad.AnnData, ad.AnnData]:
     torch.set_num_threads(1)  # module fixtures run before the per-test thread fixture
     adata = pbmc_subset(900, 300, seed=3)
     train, test = adata[:700].copy(), adata[700:].copy()
-    model = CellVAE(train, n_latent=8, n_hidden=64).fit(max_epochs=12, kl_warmup=20, **FAST)
+    # 20 epochs: with LayerNorm this small model learns the mean profile first and uses its code from about
+    # epoch 15 (mutual information 0.07-0.3 nats at epoch 12, 0.9-1.1 at epoch 20)
+    model = CellVAE(train, n_latent=8, n_hidden=64).fit(max_epochs=20, kl_warmup=20, **FAST)
     return model, train, test
 
 
 def test_validation_elbo_improves(trained) -> None:
     model, _, _ = trained
     h = model.history
-    assert len(h) == 12
+    assert len(h) == 20
     assert h["elbo_validation"].iloc[-1] > h["elbo_validation"].iloc[0] + 10
     assert h["elbo_validation"].iloc[-3:].mean() > h["elbo_validation"].iloc[:3].mean()
     m = model.fit_result.metrics
-    assert m["max_epochs"] == 12 and m["active_units"] >= 2 and not m["collapsed"]
+    assert m["max_epochs"] == 20 and m["active_units"] >= 2 and not m["collapsed"]
 
 
 def test_held_out_cells(trained) -> None:
@@ -152,7 +154,7 @@ def test_empty_cells_are_embedded_but_not_trained_on() -> None:
     "kwargs",
     [
         {"likelihood": "zinb"},
-        {"likelihood": "zinb", "norm": "layer"},
+        {"likelihood": "zinb", "norm": "batch"},
         {"likelihood": "poisson", "library": "latent"},
         {"likelihood": "nb", "library": "latent", "dispersion": "gene-batch", "batch_key": "batch"},
         {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import anndata as ad
@@ -47,6 +48,7 @@ def test_fit_writes_model_embedding_and_report(h5ad: Path, tmp_path: Path) -> No
     out = tmp_path / "cells.scivae"
     assert default_out(h5ad) == out
     assert _sha(h5ad) == sha  # the input is byte-identical
+    assert torch.get_num_threads() == len(os.sched_getaffinity(0))  # --threads 0 (default): every usable core
     for name in ("model/model.safetensors", "model/config.json", "embedded.h5ad", "metrics.json", "history.csv"):
         assert (out / name).is_file(), name
     for name in ("training_curves.png", "kl_per_dim.png", "rate_distortion.png", "latent_umap.png"):

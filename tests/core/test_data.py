@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import BatchSampler, RandomSampler
 
 from scivae.core import ArrayDataModule, GroupedBatchSampler, iterate_batches, split_indices
-from scivae.core.data import RankShardedBatchSampler
+from scivae.core.data import RankShardedBatchSampler, RowOutputs, n_rows_of
 from scivae.errors import ScivaeInputError
 
 
@@ -124,3 +124,40 @@ def test_rank_shards_partition_each_global_batch(kind, n):
 def test_too_few_rows_for_the_ranks_is_refused():
     with pytest.raises(ScivaeInputError, match="fewer devices"):
         list(RankShardedBatchSampler([[0]], rank=0, world=2))
+
+
+class _Source:
+    """A batch source as a streamed data set is one: ``batches(batch_size)``, optionally ``n_obs``."""
+
+    def __init__(self, x: np.ndarray, say_rows: bool) -> None:
+        self.x = x
+        if say_rows:
+            self.n_obs = len(x)
+
+    def batches(self, batch_size: int):
+        for start in range(0, len(self.x), batch_size):
+            yield {"x": torch.from_numpy(self.x[start : start + batch_size])}
+
+
+@pytest.mark.parametrize("say_rows", [True, False])
+def test_row_outputs_keep_the_rows_in_order_with_or_without_a_row_count(say_rows):
+    x = np.random.default_rng(0).normal(size=(103, 4)).astype(np.float32)
+    source = _Source(x, say_rows)
+    assert n_rows_of(source) == (103 if say_rows else None)
+    assert n_rows_of({"x": x}) == 103
+    out = RowOutputs(n_rows_of(source))
+    for batch in iterate_batches(source, 10):
+        out.add(batch["x"] * 2, batch["x"].sum(1))
+    doubled, sums = out.result()
+    np.testing.assert_array_equal(doubled, x * 2)
+    np.testing.assert_allclose(sums, x.sum(1), rtol=1e-6)
+    assert doubled.dtype == np.float32
+
+
+def test_row_outputs_refuse_a_row_count_the_batches_do_not_match():
+    out = RowOutputs(5)
+    out.add(torch.zeros(3))
+    with pytest.raises(RuntimeError, match="3 of the 5 rows"):
+        out.result()
+    with pytest.raises(RuntimeError, match="more than the 5 rows"):
+        out.add(torch.zeros(3))
