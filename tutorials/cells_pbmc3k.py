@@ -37,7 +37,7 @@ from scivae import latent, pl
 FAST = os.environ.get("SCIVAE_FAST") == "1"
 OUT = os.environ.get("SCIVAE_TUTORIAL_OUT", "tutorial_output")
 os.makedirs(OUT, exist_ok=True)
-torch.set_num_threads(1)  # this model is small: one thread is as fast, and kind to a shared machine
+torch.set_num_threads(1)  # kind to a shared machine; on an idle one, more threads train faster (benchmarks/cells)
 
 
 def save(fig, name):
