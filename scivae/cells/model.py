@@ -96,7 +96,7 @@ class CellVAE(BaseModel):
         Normalisation of the hidden layers: ``"layer"`` (LayerNorm; default) or ``"batch"`` (BatchNorm, as
         scvi-tools). Chosen on validation cells of PBMC 3k (3 seeds, :meth:`fit`'s Adam defaults): after 200
         epochs the two tie (LayerNorm ahead by 0.7 ± 1.0 nats), after 12 epochs LayerNorm is ahead by 48 to
-        160 nats with as informative a code (benchmarks/cells/RESULTS.md, "Defaults chosen on validation cells").
+        162 nats with as informative a code (benchmarks/cells/RESULTS.md, "Defaults chosen on validation cells").
     encode_covariates
         Also give the covariates to the encoder.
     n_top_genes
