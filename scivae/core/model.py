@@ -238,8 +238,7 @@ class BaseModel(ABC):
         self, arrays: Mapping[str, ArrayLike], batch_size: int = 1024
     ) -> tuple[np.ndarray, np.ndarray]:
         self._ready()
-        mu, logvar = posterior_over(self.module, arrays, batch_size)
-        return mu, logvar
+        return posterior_over(self.module, arrays, batch_size)
 
     @torch.no_grad()
     def _per_obs(self, arrays: Mapping[str, ArrayLike], fn: str, batch_size: int = 1024, **kwargs: Any) -> np.ndarray:
