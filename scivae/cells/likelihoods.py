@@ -76,7 +76,7 @@ class _NBRows(torch.autograd.Function):
 
 
 #: Counts up to this value take ``lgamma(k + theta) - lgamma(theta)`` from a per-gene table; the few larger
-#: counts (under 2 % of the non-zeros of PBMC 3k) are evaluated with lgamma.
+#: counts of single-cell data are evaluated with lgamma.
 _TABLE_COUNTS = 32
 
 

@@ -244,7 +244,7 @@ class RowOutputs:
     """Per-row results of a batch-wise pass (latents, ELBOs), written into float32 arrays allocated once.
 
     Appending one small tensor per batch while large batches are allocated and freed fragments glibc's heap:
-    over a streamed 1M-cell latent pass the peak RSS grew by about 1.3 KB per cell, and with the output
+    over a streamed 1M-cell latent pass the peak RSS grew by about 1.5 KB per cell, and with the output
     allocated up front it stayed flat (``benchmarks/scale/RESULTS.md``). Sources that do not say how many
     rows they have are collected in parts and concatenated at the end.
 
