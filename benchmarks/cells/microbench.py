@@ -13,10 +13,14 @@ From the repository root::
 3. The same dense part under ``torch.compile`` (with its compilation time), when a compiler is available.
 4. The encoder's first layer, forward + weight gradient: dense ``log1p(x) @ W`` vs a torch sparse CSR
    product.
-5. Batch gathering: ``DeviceCSR.gather_torch`` (torch ops: the GPU path), ``DeviceCSR.gather_host`` (scipy
+5. The size of that table (counts up to K tabulated, larger ones by lgamma), forward + backward, K in
+   ``--table-sizes``.
+6. Batch gathering: ``DeviceCSR.gather_torch`` (torch ops: the GPU path), ``DeviceCSR.gather_host`` (scipy
    row slicing over the same buffers, plus the non-zero coordinates: the CPU path) and ``take_rows`` (the
    earlier per-batch path, no coordinates).
 
+Counts are simulated (12 % non-zero, 1 + NB(2, 0.5)) unless ``--data`` names an h5ad (``simulate.py`` /
+``prepare_data.py`` output): then its training cells (``split == "train"`` when present) are used.
 Prints medians (ms per call) over ``--reps`` alternating repetitions and writes them as JSON (``--json``).
 """
 
@@ -92,6 +96,20 @@ def _one_batch_size(b: int, args: argparse.Namespace, data: DeviceArrays, counts
     entry["lgamma_nonzero_ms"] = _alternate(
         {"lgamma + digamma": lgamma_terms, "per-gene log table": table_terms}, args.reps, args.calls
     )
+    theta_d = log_theta.detach().double()
+
+    def table_of_size(k: int):
+        def run() -> None:
+            t = theta_d.clone().requires_grad_()
+            _lgamma_ratio_table(values, cols, t.exp(), max_count=k).sum().backward()
+
+        return run
+
+    entry["lgamma_table_size_ms"] = _alternate(
+        {str(k): table_of_size(k) for k in args.table_sizes}, args.reps, args.calls
+    )
+    entry["nonzeros"] = int(values.numel())
+    entry["nonzeros_above"] = {str(k): int((values > k).sum()) for k in args.table_sizes}
 
     def dense_part(s, log_lib, log_theta, x):
         d = F.log_softmax(s, -1) + log_lib - log_theta
@@ -156,26 +174,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--genes", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--calls", type=int, default=10)
+    ap.add_argument("--table-sizes", type=int, nargs="+", default=[4, 8, 12, 16, 32])
+    ap.add_argument("--data", type=Path, default=None, help="h5ad of counts (default: simulated)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (about 20 s to compile)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/out/cells/microbench.json")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.batch_sizes, args.genes, args.reps, args.calls = [32], 100, 2, 2
+        args.batch_sizes, args.genes, args.reps, args.calls, args.table_sizes = [32], 100, 2, 2, [4, 12]
     torch.set_num_threads(1)
     torch.manual_seed(0)
     result: dict = {"threads": 1, "genes": args.genes, "loadavg_start": os.getloadavg(), "results": []}
     g = args.genes
     rng = np.random.default_rng(0)
-    n_cells = 4096
-    counts = sp.random(n_cells, g, density=0.12, format="csr", dtype=np.float32, random_state=0)
-    counts.data = rng.negative_binomial(2, 0.5, counts.nnz).astype(np.float32) + 1
+    if args.data is not None:
+        import anndata as ad
+
+        adata = ad.read_h5ad(args.data)
+        if "split" in adata.obs:
+            adata = adata[(adata.obs["split"] == "train").to_numpy()]
+        counts = sp.csr_matrix(adata.X, dtype=np.float32)
+        n_cells, g = counts.shape
+        result.update(data=str(args.data.name), genes=g)
+    else:
+        n_cells = 4096
+        counts = sp.random(n_cells, g, density=0.12, format="csr", dtype=np.float32, random_state=0)
+        counts.data = rng.negative_binomial(2, 0.5, counts.nnz).astype(np.float32) + 1
     data = DeviceArrays({"x": counts})
     for b in args.batch_sizes:
         entry = _one_batch_size(b, args, data, counts, n_cells, g)
         result["results"].append(entry)
         print(f"\nbatch {b} x {g} genes (ms per call, median of {args.reps} alternating repetitions)")
-        for key in ("nb_fwd_bwd_ms", "lgamma_nonzero_ms", "dense_part_ms", "encoder_layer_ms", "gather_ms"):
+        keys = ("nb_fwd_bwd_ms", "lgamma_nonzero_ms", "lgamma_table_size_ms", "dense_part_ms", "encoder_layer_ms")
+        for key in (*keys, "gather_ms"):
             if key in entry:
                 print(f"  {key}: " + ", ".join(f"{k} {v:.3f}" for k, v in entry[key].items()))
         if "compile_s" in entry:

@@ -15,7 +15,9 @@ default ``benchmarks/.venv-scvi/bin/python``, made by ``setup_scvi_venv.sh``).
 Throughput is measured inside the training loop: the wall time between consecutive training-batch ends
 (data loading + step), the first ``SKIP`` batches of each epoch left out, summed over the run; cells/s =
 cells in those batches / that time. Validation passes are outside it. Each run also reports the held-out
-ELBO (mean over the ``split == "test"`` cells, one z sample, nats) after its epochs and its peak resident
+ELBO (mean over the ``split == "test"`` cells, one z sample, nats) after its epochs (default: 2, 1 on sim200k,
+and more where an epoch has few batches, so that each run times at least ``--min-timed-batches``, 30: PBMC 3k at
+batch 1,024 has 2 batches per epoch, 1 timed, and runs 30 epochs) and its peak resident
 memory beside the size of the CSR matrix it read (``--max-minutes`` stops each fit early: enough for the
 memory and throughput figures of the 200k-cell set on a slow machine). The table prints medians over
 repetitions and the median of the per-pair ratios; the raw figures of every run go to ``--json`` (default
@@ -78,6 +80,18 @@ def _warmup_steps(n_fit: int, batch_size: int, epochs: int) -> int:
     """scivae's default linear KL warm-up (CellVAE.fit): a quarter of the steps, at most 10 epochs."""
     per_epoch = max(1, -(-n_fit // batch_size))
     return max(1, min(per_epoch * epochs // 4, 10 * per_epoch))
+
+
+def _default_epochs(data: Path, batch_size: int, min_timed: int, least: int) -> int:
+    """At least ``least`` epochs, and enough for ``min_timed`` timed batches (small data sets: few per epoch)."""
+    import anndata as ad
+
+    obs = ad.read_h5ad(data, backed="r").obs
+    n_train = int((obs["split"] == "train").sum()) if "split" in obs else len(obs)
+    n_fit = n_train - int(round(0.1 * n_train))
+    batches = max(1, -(-n_fit // batch_size))
+    timed = max(1, batches - min(SKIP, batches // 2))  # BatchTimer.cells_per_s: batches timed per epoch
+    return max(least, -(-min_timed // timed))
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -271,7 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=["sim20k", "sim200k", "pbmc3k"])
     ap.add_argument("--batch-sizes", nargs="+", type=int, default=[128, 1024])
     ap.add_argument("--batch-size", type=int, default=128, help=argparse.SUPPRESS)
-    ap.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 2; 1 for sim200k)")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per run (default: 2, 1 for sim200k, more where needed for --min-timed-batches)",
+    )
+    ap.add_argument(
+        "--min-timed-batches", type=int, default=30, help="default epochs time at least this many batches per run"
+    )
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument(
         "--max-minutes", type=float, default=None, help="stop each fit after this long (Lightning max_time)"
@@ -314,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.reps):
         for name in args.datasets:
             data = ensure_data(name, args.data_dir)
-            epochs = args.epochs or (1 if name == "sim200k" else 2)
             for bs in args.batch_sizes:
+                epochs = args.epochs or _default_epochs(data, bs, args.min_timed_batches, 1 if name == "sim200k" else 2)
                 runs = [(t, n) for n in args.threads for t in tools]
                 for tool, threads in runs if rep % 2 == 0 else runs[::-1]:
                     python = args.scvi_python if tool == "scvi" else sys.executable

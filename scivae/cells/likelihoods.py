@@ -76,8 +76,10 @@ class _NBRows(torch.autograd.Function):
 
 
 #: Counts up to this value take ``lgamma(k + theta) - lgamma(theta)`` from a per-gene table; the few larger
-#: counts of single-cell data are evaluated with lgamma.
-_TABLE_COUNTS = 32
+#: counts of single-cell data are evaluated with lgamma. The table costs ``_TABLE_COUNTS x n_genes`` logs per
+#: step: 12 was the fastest or within 5 % of it at 128 and 1,024 cells on sim 20k and PBMC 3k
+#: (``benchmarks/cells/microbench.py --data``, "lgamma_table_size").
+_TABLE_COUNTS = 12
 
 
 def _counts(values: Tensor) -> bool:
@@ -85,16 +87,16 @@ def _counts(values: Tensor) -> bool:
     return values.numel() > 0 and bool(values.min() >= 1) and bool(torch.equal(values, torch.floor(values)))
 
 
-def _lgamma_ratio_table(values: Tensor, cols: Tensor, theta: Tensor) -> Tensor:
+def _lgamma_ratio_table(values: Tensor, cols: Tensor, theta: Tensor, max_count: int = _TABLE_COUNTS) -> Tensor:
     """``lgamma(v + theta[cols]) - lgamma(theta[cols])`` for integral counts ``v >= 1`` (float64).
 
     For an integer count it is ``sum_{j < v} log(theta + j)``: a cumulative sum of logs, tabulated per gene for
-    counts up to :data:`_TABLE_COUNTS` and gathered. On the CPU, where torch's lgamma and digamma are scalar
+    counts up to ``max_count`` and gathered. On the CPU, where torch's lgamma and digamma are scalar
     loops, this is 1.9x (128 cells) and 4.1x (1,024 cells) faster forward + backward than lgamma, at 2,000
     genes (``benchmarks/cells/microbench.py``, "lgamma_nonzero"), and no less accurate: it has no difference
     of two large lgamma values.
     """
-    k = _TABLE_COUNTS
+    k = max_count
     n_genes = theta.shape[0]
     table = torch.log(theta + torch.arange(k, dtype=theta.dtype, device=theta.device).unsqueeze(1)).cumsum(0)
     index = (values.clamp(max=k).long() - 1) * n_genes + cols

@@ -33,6 +33,12 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _QL_MU, _QL_LOGVAR = "_ql_mu", "_ql_logvar"
 
 
+def _one_hot(codes: Tensor, n: int) -> Tensor:
+    """Float one-hot rows of ``codes``: rows of an identity matrix (``F.one_hot`` also checks the codes' range,
+    two host syncs per call; the codes come from the covariate encoder, already in range)."""
+    return torch.eye(n, device=codes.device).index_select(0, codes)
+
+
 class _BatchNorm(nn.BatchNorm1d):
     """BatchNorm1d that normalises a one-cell training batch with its running statistics (no batch variance)."""
 
@@ -173,9 +179,9 @@ class CellVAEModule(VAEModule):
         """One-hot batch and categorical covariates and the continuous ones, concatenated; None if none."""
         parts = []
         if self.n_batches > 1:
-            parts.append(F.one_hot(batch["batch"], self.n_batches).float())
+            parts.append(_one_hot(batch["batch"], self.n_batches))
         for i, n in enumerate(self.n_cats_per_covariate):
-            parts.append(F.one_hot(batch["cat"][:, i], n).float())
+            parts.append(_one_hot(batch["cat"][:, i], n))
         if self.n_continuous:
             parts.append(batch["cont"].float())
         return torch.cat(parts, dim=-1) if parts else None

@@ -117,13 +117,19 @@ class VAEModule(nn.Module, ABC):
             Monte-Carlo samples of z for the reconstruction term.
         """
         posterior = self.inference(batch)
-        log_lik = torch.stack([self.log_likelihood(batch, posterior.rsample()) for _ in range(n_samples)])
-        reconstruction = -log_lik.mean(0)
+        if n_samples == 1:  # the usual case, without the stack and mean (a small CPU step is op-bound)
+            reconstruction = -self.log_likelihood(batch, posterior.rsample())
+        else:
+            log_lik = torch.stack([self.log_likelihood(batch, posterior.rsample()) for _ in range(n_samples)])
+            reconstruction = -log_lik.mean(0)
         kl_per_dim = posterior.kl_per_dim()
         aux = self.auxiliary_kl(batch)
-        aux = torch.zeros_like(reconstruction) if aux is None else aux
         regulariser = kl_term(kl_per_dim, self.kl_config, step)
-        loss = reconstruction.mean() + kl_weight * regulariser + aux.mean()
+        loss = reconstruction.mean() + kl_weight * regulariser
+        if aux is None:
+            aux = torch.zeros_like(reconstruction)
+        else:
+            loss = loss + aux.mean()
         return LossOutput(
             loss=loss,
             reconstruction=reconstruction,

@@ -83,6 +83,7 @@ class VAETrainingPlan(L.LightningModule):
         self._val_mu: list[Tensor] = []
         self._val_logvar: list[Tensor] = []
         self._checks: dict[str, list[Tensor]] = {}
+        self._grad_norm: tuple[list[Tensor], Tensor] | None = None  # set by on_before_optimizer_step
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         out = self.module.loss(batch, kl_weight=self.kl_weight, step=self.global_step, n_samples=self.n_samples)
@@ -134,14 +135,41 @@ class VAETrainingPlan(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # A finite loss can still give non-finite gradients (an overflow in backward); clipping would spread the
         # NaN to every weight, so the update is skipped like a non-finite loss (no gradient, no Adam step).
+        self._grad_norm = None
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not params:
+            return
         # one fused norm over all gradients (non-finite if any entry is) and one device sync: an isfinite pass
-        # per tensor cost about 8% of a small model's CPU step (benchmarks/reliability, overhead)
-        if params and not bool(torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in params]))):
+        # per tensor cost about 8% of a small model's CPU step (benchmarks/reliability, overhead); the same norm
+        # then serves the clipping (configure_gradient_clipping)
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if not bool(torch.isfinite(norm)):
             for p in params:
                 p.grad = None
             self.skipped_steps += 1
             warnings.warn("non-finite gradient: update skipped (see skipped_steps)", RuntimeWarning, stacklevel=2)
+            return
+        self._grad_norm = (params, norm)
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        # Lightning calls this right after on_before_optimizer_step: clipping by norm reuses the norm found
+        # there instead of a second pass over the gradients.
+        grad_norm, self._grad_norm = self._grad_norm, None
+        if not gradient_clip_val or gradient_clip_val <= 0:
+            return
+        if gradient_clip_algorithm in (None, "norm"):
+            if grad_norm is not None:  # None: the update was skipped, no gradient to clip
+                params, norm = grad_norm
+                torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm)
+        else:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm
+            )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["scivae_plan"] = {

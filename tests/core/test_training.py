@@ -100,3 +100,25 @@ def test_cosine_learning_rate_decays_to_zero_over_the_planned_steps(digits):
     assert rates.lrs[-1] < 0.01 * rates.lrs[0]
     with pytest.raises(ValueError, match="lr_schedule"):
         fit_module(module, dm, max_epochs=1, lr_schedule="step", progress_bar=False)
+
+
+def test_clipping_reuses_the_finiteness_norm_and_matches_torch(digits):
+    from scivae.core.training_plan import VAETrainingPlan
+
+    torch.manual_seed(0)
+    module = GaussianVAEModule(64, n_latent=4, n_hidden=32, n_layers=1)
+    plan = VAETrainingPlan(module)
+    optimizer = torch.optim.Adam(module.parameters())
+    module.loss({"x": torch.as_tensor(digits[:64], dtype=torch.float32)}).loss.backward()
+    copies = []
+    for p in module.parameters():
+        c = torch.nn.Parameter(p.detach().clone())
+        c.grad = p.grad.clone()
+        copies.append(c)
+    norm = torch.nn.utils.clip_grad_norm_(copies, 0.5)
+    assert float(norm) > 0.5  # the clipping bites
+    plan.on_before_optimizer_step(optimizer)
+    plan.configure_gradient_clipping(optimizer, gradient_clip_val=0.5, gradient_clip_algorithm="norm")
+    for p, c in zip(module.parameters(), copies, strict=True):
+        torch.testing.assert_close(p.grad, c.grad)
+    assert plan._grad_norm is None  # used once
