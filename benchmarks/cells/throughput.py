@@ -181,6 +181,13 @@ def worker(args: argparse.Namespace) -> dict:
 # orchestration (scivae venv)
 # --------------------------------------------------------------------------------------------------------
 SIM_CELLS = {"sim20k": 20_000, "sim200k": 200_000, "smoke": 600}
+# Allocator variants (scivae.core.allocator): scivae with glibc's default malloc, and scvi-tools given the
+# malloc thresholds scivae sets for itself, so that the allocator's share of the ratio can be read off.
+_MALLOPT = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+VARIANT_ENV = {"scivae-glibc": {"SCIVAE_MALLOPT": "0"}, "scvi-mallopt": _MALLOPT}
+TOOLS = ("scvi", "scivae", "scivae-glibc", "scvi-mallopt")
+#: (numerator, denominator) of the ratios reported; the first is the headline
+RATIOS = (("scivae", "scvi"), ("scivae-glibc", "scvi"), ("scivae", "scvi-mallopt"), ("scvi-mallopt", "scvi"))
 
 
 def ensure_data(name: str, data_dir: Path) -> Path:
@@ -205,8 +212,9 @@ def _run(
     tool: str, python: str, data: Path, batch_size: int, epochs: int, threads: int, seed: int, max_minutes=None
 ) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    env.update(VARIANT_ENV.get(tool, {}))
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [python, str(Path(__file__).resolve()), "--worker", tool, "--data", str(data)]
+    cmd = [python, str(Path(__file__).resolve()), "--worker", tool.split("-")[0], "--data", str(data)]
     cmd += ["--batch-size", str(batch_size), "--epochs", str(epochs), "--threads", str(threads), "--seed", str(seed)]
     if max_minutes:
         cmd += ["--max-minutes", str(max_minutes)]
@@ -215,6 +223,7 @@ def _run(
     if proc.returncode != 0:
         raise RuntimeError(f"{tool} run failed:\n{proc.stderr[-3000:]}")
     row = json.loads(proc.stdout.strip().splitlines()[-1])
+    row["tool"] = tool
     row["loadavg_start"] = load
     return row
 
@@ -230,7 +239,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     keys = sorted({(r["data"], r["batch_size"], r["threads"]) for r in rows})
     for data, bs, threads in keys:
         sel = [r for r in rows if r["data"] == data and r["batch_size"] == bs and r["threads"] == threads]
-        by_tool = {t: [r for r in sel if r["tool"] == t] for t in ("scivae", "scvi")}
+        by_tool = {t: [r for r in sel if r["tool"] == t] for t in TOOLS}
         s = {"data": data, "batch_size": bs, "threads": threads}
         for t, rs in by_tool.items():
             if rs:
@@ -238,14 +247,13 @@ def summarise(rows: list[dict]) -> list[dict]:
                 s[f"{t}_test_elbo"] = _median([r["test_elbo"] for r in rs])
                 s[f"{t}_peak_rss_mb"] = max(r["peak_rss_mb"] for r in rs)
                 s["data_mb"] = rs[0].get("data_mb")
-        ratios = [
-            a["cells_per_s"] / b["cells_per_s"]
-            for a, b in zip(by_tool["scivae"], by_tool["scvi"], strict=False)
-            if b["cells_per_s"] > 0
-        ]
-        if ratios:
-            s["ratio_median"], s["ratio_min"], s["ratio_max"] = _median(ratios), min(ratios), max(ratios)
-            s["pairs"] = len(ratios)
+        for num, den in RATIOS:
+            pairs = {r["rep"]: r for r in by_tool[den]}
+            ratios = [a["cells_per_s"] / pairs[a["rep"]]["cells_per_s"] for a in by_tool[num] if a["rep"] in pairs]
+            if ratios:
+                key = "ratio" if (num, den) == RATIOS[0] else f"ratio_{num}_{den}"
+                s[f"{key}_median"], s[f"{key}_min"], s[f"{key}_max"] = _median(ratios), min(ratios), max(ratios)
+                s[f"{key}_pairs"] = len(ratios)
         out.append(s)
     return out
 
@@ -258,7 +266,7 @@ def print_table(summary: list[dict]) -> None:
     print("|---|---:|---:|---:|---:|---|---|---|")
     for s in summary:
         ratio = (
-            f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}, {s['pairs']} pairs)"
+            f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}, {s['ratio_pairs']} pairs)"
             if "ratio_median" in s
             else "-"
         )
@@ -269,6 +277,23 @@ def print_table(summary: list[dict]) -> None:
             f"| {s.get('scivae_peak_rss_mb', float('nan')):.0f} / {s.get('scvi_peak_rss_mb', float('nan')):.0f} "
             f"({s.get('data_mb') or float('nan'):.0f}) |"
         )
+
+
+def print_variant_ratios(summary: list[dict]) -> None:
+    """The allocator variants' ratios (medians over repetitions), where they were run."""
+    extra = [(num, den) for num, den in RATIOS[1:] if any(f"ratio_{num}_{den}_median" in s for s in summary)]
+    if not extra:
+        return
+    print("\n| data | batch | threads | " + " | ".join(f"{n} / {d}" for n, d in extra) + " |")
+    print("|---|---:|---:|" + "---|" * len(extra))
+    for s in summary:
+        cells = []
+        for n, d in extra:
+            k = f"ratio_{n}_{d}"
+            cells.append(
+                f"{s[k + '_median']:.2f} ({s[k + '_min']:.2f}-{s[k + '_max']:.2f})" if k + "_median" in s else "-"
+            )
+        print(f"| {s['data']} | {s['batch_size']} | {s['threads']} | " + " | ".join(cells) + " |")
 
 
 def _save(path: Path, cpu: str, rows: list[dict], summary: list[dict]) -> None:
@@ -300,7 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads (several: each in turn)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tools", nargs="+", default=["scvi", "scivae"], choices=("scvi", "scivae"))
+    ap.add_argument(
+        "--tools",
+        nargs="+",
+        default=["scvi", "scivae"],
+        choices=TOOLS,
+        help="scivae-glibc: scivae with SCIVAE_MALLOPT=0; scvi-mallopt: scvi-tools with scivae's malloc thresholds",
+    )
     default_dir = os.environ.get("SCIVAE_BENCH_OUT", str(ROOT / "benchmarks/out/cells"))
     ap.add_argument("--data-dir", type=Path, default=Path(default_dir))
     scvi_python = os.environ.get("SCVI_PYTHON", str(ROOT / "benchmarks/.venv-scvi/bin/python"))
@@ -316,9 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.datasets, args.batch_sizes, args.reps, args.epochs = ["smoke"], [128], 1, 1
     tools = list(args.tools)
-    if "scvi" in tools and not Path(args.scvi_python).exists():
+    if not Path(args.scvi_python).exists():
         print(f"scvi-tools venv missing ({args.scvi_python}): scivae only (bash benchmarks/cells/setup_scvi_venv.sh)")
-        tools.remove("scvi")
+        tools = [t for t in tools if not t.startswith("scvi")]
     cpu = next(
         (
             ln.split(":", 1)[1].strip()
@@ -340,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 epochs = args.epochs or _default_epochs(data, bs, args.min_timed_batches, 1 if name == "sim200k" else 2)
                 runs = [(t, n) for n in args.threads for t in tools]
                 for tool, threads in runs if rep % 2 == 0 else runs[::-1]:
-                    python = args.scvi_python if tool == "scvi" else sys.executable
+                    python = args.scvi_python if tool.split("-")[0] == "scvi" else sys.executable
                     row = _run(tool, python, data, bs, epochs, threads, args.seed + rep, args.max_minutes)
                     row["rep"] = rep
                     rows.append(row)
@@ -354,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(rows)
     print()
     print_table(summary)
+    print_variant_ratios(summary)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     _save(out, cpu, rows, summary)
     print(f"raw figures: {out}")

@@ -18,6 +18,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import CSVLogger
 
 from scivae.checks import check_accelerator, positive_int
+from scivae.core.allocator import tune_allocator
 from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
 from scivae.core.data import ArrayDataModule, RowOutputs, iterate_batches, n_rows_of
 from scivae.core.device_data import TrainingDevice, iterate_device_batches
@@ -46,7 +47,8 @@ class FitResult:
         Final figures of the returned weights: ELBO, reconstruction, KL, active units, time (over all epochs,
         resumed runs included), ``optimizer_steps``, ``skipped_steps`` (non-finite steps skipped), ``resumes``.
         ``weights_epoch`` is the epoch those weights come from; ``best_epoch`` is set (to the same epoch)
-        only when the best validation weights were restored.
+        only when the best validation weights were restored. ``allocator`` says whether glibc's malloc was tuned
+        for the fit (:func:`scivae.core.allocator.tune_allocator`).
     collapse
         Collapse diagnostics of the final model on the validation set; ``None`` when its latents are not finite
         (that is a divergence, not a collapse).
@@ -230,6 +232,7 @@ def fit_module(
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(seed, workers=True, verbose=False)
+    allocator = tune_allocator()  # batch-sized buffers stay mapped between steps (see scivae.core.allocator)
     schedule = kl_schedule or KLSchedule("linear")
     budget = _seconds(max_time)
     plan = VAETrainingPlan(
@@ -316,7 +319,7 @@ def fit_module(
             diverged = e
     if training_device.device is not None:  # inference then runs where training ran, not on the CPU
         module.to(training_device.device)
-    run = {"precision": chosen_precision, **precision_check}
+    run = {"precision": chosen_precision, **precision_check, "allocator": allocator}
     report = None
     if diverged is None and not all_finite(plan.parameters()):
         diverged = DivergenceError(
