@@ -18,10 +18,16 @@ cells in those batches / that time. Validation passes are outside it. Each run a
 ELBO (mean over the ``split == "test"`` cells, one z sample, nats) after its epochs (default: 2, 1 on sim200k,
 and more where an epoch has few batches, so that each run times at least ``--min-timed-batches``, 30: PBMC 3k at
 batch 1,024 has 2 batches per epoch, 1 timed, and runs 30 epochs) and its peak resident
-memory beside the size of the CSR matrix it read (``--max-minutes`` stops each fit early: enough for the
+memory beside the size of the CSR matrix it read, and its minor page faults from building the model to the
+held-out ELBO (``--max-minutes`` stops each fit early: enough for the
 memory and throughput figures of the 200k-cell set on a slow machine). The table prints medians over
 repetitions and the median of the per-pair ratios; the raw figures of every run go to ``--json`` (default
 ``benchmarks/out/cells/throughput.json``).
+
+``--tools`` adds two allocator variants (see ``scivae.core.allocator``): ``scivae-glibc`` is scivae with
+``SCIVAE_MALLOPT=0`` (glibc's default malloc), ``scvi-mallopt`` is scvi-tools given the malloc thresholds
+scivae sets for itself (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``); their ratios print in a
+second table.
 
 Data: ``sim20k`` / ``sim200k`` are written by ``simulate.py`` (20,000 / 200,000 cells x 2,000 genes, 8 cell
 types, two batches, seed 0) into ``--data-dir`` (default ``$SCIVAE_BENCH_OUT`` or ``benchmarks/out/cells``)
@@ -109,6 +115,7 @@ def worker(args: argparse.Namespace) -> dict:
     n_fit = train.n_obs - int(round(0.1 * train.n_obs))
     warmup = _warmup_steps(n_fit, args.batch_size, args.epochs)
     timer = _batch_timer()
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     limit = {}
     if args.max_minutes:
         limit["max_time"] = time.strftime("00:%H:%M:%S", time.gmtime(60 * args.max_minutes))
@@ -156,6 +163,7 @@ def worker(args: argparse.Namespace) -> dict:
         elbo = model.get_elbo(test, seed=args.seed)
         version = scivae.__version__
     cps, cells_timed = timer.cells_per_s()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before  # model set-up, fit and ELBO
     return {
         "tool": args.worker,
         "version": version,
@@ -172,6 +180,7 @@ def worker(args: argparse.Namespace) -> dict:
         "fit_s": round(fit_s, 2),
         "test_elbo": float(np.mean(elbo)),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "minor_page_faults": faults,
         "data_mb": round(data_mb, 1),
         "loadavg_end": os.getloadavg()[0],
     }
@@ -183,7 +192,7 @@ def worker(args: argparse.Namespace) -> dict:
 SIM_CELLS = {"sim20k": 20_000, "sim200k": 200_000, "smoke": 600}
 # Allocator variants (scivae.core.allocator): scivae with glibc's default malloc, and scvi-tools given the
 # malloc thresholds scivae sets for itself, so that the allocator's share of the ratio can be read off.
-_MALLOPT = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+_MALLOPT = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 VARIANT_ENV = {"scivae-glibc": {"SCIVAE_MALLOPT": "0"}, "scvi-mallopt": _MALLOPT}
 TOOLS = ("scvi", "scivae", "scivae-glibc", "scvi-mallopt")
 #: (numerator, denominator) of the ratios reported; the first is the headline

@@ -63,7 +63,8 @@ class _NBRows(torch.autograd.Function):
         d = log_mu - log_theta
         sp = F.softplus(d)
         theta = log_theta.exp()
-        out = -(sp @ theta) if theta.dim() == 1 else -(sp * theta).sum(-1)
+        # .to(d.dtype): under bf16 autocast the product comes back in bf16; the row sums stay in d's precision
+        out = (-(sp @ theta) if theta.dim() == 1 else -(sp * theta).sum(-1)).to(d.dtype)
         logsigmoid_nz = d.reshape(-1).take(flat).sub_(sp.reshape(-1).take(flat))
         out.index_add_(0, rows, logsigmoid_nz.mul_(values))
         ctx.save_for_backward(d, sp, theta, x)

@@ -1,15 +1,18 @@
 """glibc malloc settings for training on the CPU: keep batch-sized buffers mapped between steps.
 
 A training step allocates and frees several arrays the size of a batch (1,024 cells x 2,000 genes: 8 MB
-each). With glibc's default, dynamic thresholds such arrays are often handed back to the kernel when freed
-(``munmap`` or a trim of the heap top) and mapped again, zero-filled page by page, at the next step: on a
-CellVAE fit of PBMC 3k at batch 1,024 that was about 640,000 minor page faults in 60 optimiser steps, and
-fixing the two thresholds below cut them to about 120,000 and raised training throughput by 11-20 % at
-batch 1,024 and 3-5 % at 128, with the same peak memory (``benchmarks/cells/RESULTS.md``, "Allocator").
+each). With glibc's default, dynamic thresholds such arrays can be handed back to the kernel when freed
+(``munmap`` or a trim of the heap top) and mapped again, zero-filled page by page, at the next step. Whether
+that happens depends on the order of allocations: a CellVAE fit of PBMC 3k at batch 1,024 (30 epochs) took
+446,000-744,000 minor page faults with glibc's defaults and 31,000-32,000 with the settings below, and trained
+at 18,462-20,089 instead of 15,447-16,843 cells/s (3 runs each); on simulated 20k cells the faults and the speed did not
+change (``benchmarks/cells/throughput.py --tools scivae scivae-glibc``, raw
+``benchmarks/cells/results/throughput_allocator_1024.json``). scvi-tools gains nothing from the same settings
+(``results/throughput_*.json``, ``scvi-mallopt``).
 
 The settings are process-wide (glibc has no per-library setting) and are made once, when the first fit
 starts: ``M_MMAP_THRESHOLD`` = 32 MiB (smaller blocks come from the heap and are reused) and
-``M_TRIM_THRESHOLD`` = 256 MiB (free memory at the heap top is kept up to that much instead of being
+``M_TRIM_THRESHOLD`` = 64 MiB (free memory at the heap top is kept up to that much instead of being
 returned). Nothing is changed when ``SCIVAE_MALLOPT=0``, when any ``MALLOC_*`` environment variable is set
 (the user tuned malloc already), or when the C library is not glibc.
 """
@@ -24,7 +27,7 @@ import sys
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 << 20
-TRIM_THRESHOLD_BYTES = 256 << 20
+TRIM_THRESHOLD_BYTES = 64 << 20
 _ENV_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
 
 _state: dict[str, object] = {}

@@ -232,3 +232,19 @@ def test_count_table_and_lgamma_fallback_agree_with_lgamma(scale) -> None:
     g_ref = torch.autograd.grad(ref.sum(), log_theta)[0]
     g_got = torch.autograd.grad(got.sum(), log_theta)[0]
     np.testing.assert_allclose(g_got.numpy(), g_ref.numpy(), rtol=1e-8, atol=1e-8)
+
+
+def test_row_sums_run_under_bf16_autocast_and_stay_close() -> None:
+    """check_bf16 evaluates the ELBO under CPU/GPU bf16 autocast: the NB row sums must run there (matrix
+    products come back in bf16) and land near the float32 value."""
+    from scivae.cells.likelihoods import nb_log_likelihood
+
+    x, log_mu, nz, log_fact = _row_case()
+    x, log_mu = x.float(), log_mu.detach().float()
+    log_theta = torch.full((40,), 0.5)
+    nz = (nz[0], nz[1], nz[2].float())
+    ref = nb_log_likelihood(x, log_mu, log_theta, nz, log_fact.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = nb_log_likelihood(x, log_mu, log_theta, nz, log_fact.float())
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=2e-2)
