@@ -84,8 +84,8 @@ class _NBRows(torch.autograd.Function):
 
 #: Counts up to this value take ``lgamma(k + theta) - lgamma(theta)`` from a per-gene table; the few larger
 #: counts of single-cell data are evaluated with lgamma. The table costs ``_TABLE_COUNTS x n_genes`` logs per
-#: step: 12 was the fastest or within 5 % of it at 128 and 1,024 cells on sim 20k and PBMC 3k
-#: (``benchmarks/cells/microbench.py --data``, "lgamma_table_size").
+#: step: 12 was within 3 % of the fastest size at 128 and 1,024 cells on sim 20k and PBMC 3k
+#: (``benchmarks/cells/microbench.py --data``, "lgamma_table_size"; ``results/microbench_*.json``).
 _TABLE_COUNTS = 12
 
 
@@ -99,9 +99,9 @@ def _lgamma_ratio_table(values: Tensor, cols: Tensor, theta: Tensor, max_count: 
 
     For an integer count it is ``sum_{j < v} log(theta + j)``: a cumulative sum of logs, tabulated per gene for
     counts up to ``max_count`` and gathered. On the CPU, where torch's lgamma and digamma are scalar
-    loops, this is 1.9x (128 cells) and 4.1x (1,024 cells) faster forward + backward than lgamma, at 2,000
-    genes (``benchmarks/cells/microbench.py``, "lgamma_nonzero"), and no less accurate: it has no difference
-    of two large lgamma values.
+    loops, this is 1.8-2.1x (128 cells) and 3.0-3.8x (1,024 cells) faster forward + backward than lgamma on
+    the training cells of PBMC 3k and sim 20k (``benchmarks/cells/microbench.py --data``, "lgamma_nonzero"),
+    and no less accurate: it has no difference of two large lgamma values.
     """
     k = max_count
     n_genes = theta.shape[0]

@@ -4,11 +4,10 @@ A training step allocates and frees several arrays the size of a batch (1,024 ce
 each). With glibc's default, dynamic thresholds such arrays can be handed back to the kernel when freed
 (``munmap`` or a trim of the heap top) and mapped again, zero-filled page by page, at the next step. Whether
 that happens depends on the order of allocations: a CellVAE fit of PBMC 3k at batch 1,024 (30 epochs) took
-446,000-744,000 minor page faults with glibc's defaults and 31,000-32,000 with the settings below, and trained
-at 18,462-20,089 instead of 15,447-16,843 cells/s (3 runs each); on simulated 20k cells the faults and the speed did not
-change (``benchmarks/cells/throughput.py --tools scivae scivae-glibc``, raw
-``benchmarks/cells/results/throughput_allocator_1024.json``). scvi-tools gains nothing from the same settings
-(``results/throughput_*.json``, ``scvi-mallopt``).
+483,000-577,000 minor page faults with glibc's defaults and 28,300-29,500 with the settings below, and trained
+at 19,350-20,364 instead of 16,160-17,428 cells/s (3 runs each); on simulated 20k cells the faults and the
+speed stayed the same (``benchmarks/cells/throughput.py --tools scivae scivae-glibc``, raw
+``benchmarks/cells/results/throughput_allocator_1024.json``).
 
 The settings are process-wide (glibc has no per-library setting) and are made once, when the first fit
 starts: ``M_MMAP_THRESHOLD`` = 32 MiB (smaller blocks come from the heap and are reused) and
@@ -54,13 +53,12 @@ def tune_allocator() -> str:
         result = "unavailable"
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            libc = None
+        # glibc only (gnu_get_libc_version): musl, for one, has a mallopt that does nothing
+        if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version"):
             mallopt = libc.mallopt
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            gnu_get_libc_version = libc.gnu_get_libc_version  # glibc only: musl has mallopt as a no-op
-        except (OSError, AttributeError):
-            pass
-        else:
-            del gnu_get_libc_version
             if (
                 mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
                 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
