@@ -47,22 +47,21 @@ def tune_allocator() -> str:
         result = "off"
     elif any(os.environ.get(k) for k in _ENV_USER_SETTINGS):
         result = "user"
-    elif not sys.platform.startswith("linux"):
-        result = "unavailable"
     else:
-        result = "unavailable"
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        except OSError:
-            libc = None
-        # glibc only (gnu_get_libc_version): musl, for one, has a mallopt that does nothing
-        if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version"):
-            mallopt = libc.mallopt
-            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            if (
-                mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-                and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
-            ):
-                result = "tuned"
+        result = "tuned" if sys.platform.startswith("linux") and _set_glibc_thresholds() else "unavailable"
     _state["result"] = result
     return result
+
+
+def _set_glibc_thresholds() -> bool:
+    """Both ``mallopt`` calls, when the C library is glibc; whether both were accepted."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return False
+    # glibc only (gnu_get_libc_version): musl, for one, has a mallopt that does nothing
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version")):
+        return False
+    mallopt = libc.mallopt
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
