@@ -165,6 +165,36 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _cpu_times() -> tuple[float, float] | None:
+    """(idle, total) jiffies of all CPUs from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [float(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0.0), sum(fields[:8])
+
+
+def auto_threads(window_s: float = 0.5) -> int:
+    """Torch threads for ``--threads 0``: the usable cores that other processes leave idle, at least one.
+
+    Threads that share a core with another busy process make every parallel step wait for the slowest one, so
+    a fit on a busy machine runs several times slower with every core than with the idle ones alone
+    (benchmarks/molecules/RESULTS.md). The idle share is read over ``window_s`` seconds from /proc/stat.
+    """
+    usable = _usable_cores()
+    first = _cpu_times()
+    if first is None:
+        return usable
+    time.sleep(window_s)
+    second = _cpu_times()
+    if second is None or second[1] <= first[1]:
+        return usable
+    idle_share = (second[0] - first[0]) / (second[1] - first[1])
+    idle_cores = idle_share * (os.cpu_count() or usable)
+    return max(1, min(usable, int(idle_cores + 0.25)))
+
+
 def _data_kind(data: Path) -> str:
     name = data.name.lower()
     if name.endswith(MOLECULE_SUFFIXES):
@@ -199,6 +229,13 @@ def fit(
         str,
         typer.Option(help="[molecules] Size preset: auto (gpu with CUDA, else cpu), cpu (small) or gpu (MOSES VAE)."),
     ] = "auto",
+    prior: Annotated[
+        str | None,
+        typer.Option(
+            help="[molecules] Latent prior fitted after training, which generate samples from: midpoints (default), "
+            "flow, gmm or standard (N(0, I))."
+        ),
+    ] = None,
     n_latent: Annotated[int | None, typer.Option(help="Latent dimensions.")] = None,
     max_epochs: Annotated[int | None, typer.Option(help="Maximum epochs (early stopping may stop sooner).")] = None,
     max_time: Annotated[
@@ -233,8 +270,7 @@ def fit(
     threads: Annotated[
         int,
         typer.Option(
-            help="CPU threads for torch; 0: every core this process may use (on an idle 2-core machine 2 threads "
-            "trained cells 1.3-1.5x faster than 1). On a machine shared with other jobs, 1 is often faster."
+            help="CPU threads for torch; 0: the cores other processes leave idle when the fit starts (at least 1)."
         ),
     ] = 0,
     resume: Annotated[
@@ -281,7 +317,7 @@ def fit(
     kind = _data_kind(data)
     import torch
 
-    torch.set_num_threads(threads or _usable_cores())
+    torch.set_num_threads(threads or auto_threads())
     common: dict[str, Any] = dict(
         out=out,
         n_latent=n_latent,
@@ -316,9 +352,15 @@ def fit(
     if max_time is not None and not max_time > 0:
         raise ScivaeInputError(f"--max-time must be > 0 minutes, got {max_time}")
     if kind == "cells":
-        if alphabet is not None or column is not None or max_length is not None or architecture != "auto":
+        if (
+            alphabet is not None
+            or column is not None
+            or max_length is not None
+            or architecture != "auto"
+            or prior is not None
+        ):
             raise ScivaeInputError(
-                "--alphabet, --column, --max-length and --architecture apply to molecule files, not to cells"
+                "--alphabet, --column, --max-length, --architecture and --prior apply to molecule files, not to cells"
             )
         from scivae.cells.likelihoods import LIKELIHOODS
 
@@ -344,7 +386,17 @@ def fit(
         if alphabet is not None:
             check_alphabet(alphabet)
         runner = importlib.import_module("scivae_cli.molecules").fit_molecules
-        runner(data, alphabet=alphabet, column=column, max_length=max_length, architecture=architecture, **common)
+        if prior is not None and prior not in ("midpoints", "flow", "gmm", "standard"):
+            raise ScivaeInputError(f"--prior {prior!r}: use midpoints, flow, gmm or standard")
+        runner(
+            data,
+            alphabet=alphabet,
+            column=column,
+            max_length=max_length,
+            architecture=architecture,
+            prior=prior,
+            **common,
+        )
 
 
 def _register(name: str, module: str, attr: str) -> None:

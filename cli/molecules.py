@@ -6,7 +6,6 @@ line and exit code 2. Outputs are written atomically and inputs are never modifi
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,6 +48,7 @@ def fit_molecules(
     column: str | None = None,
     max_length: int | None = None,
     architecture: str = "auto",
+    prior: str | None = None,
     n_latent: int | None = None,
     max_epochs: int | None = None,
     max_time: float | None = None,
@@ -83,6 +83,7 @@ def fit_molecules(
     from scivae.core import make_schedule, write_fit_report
     from scivae.molecules import MolVAE, read_smiles_file
     from scivae.molecules.tokenizer import check_alphabet
+    from scivae.molecules.vae import DEFAULT_PRIOR
 
     data = Path(data)
     alphabet = check_alphabet(alphabet or MolVAE.DEFAULT_ALPHABET)
@@ -120,23 +121,25 @@ def fit_molecules(
             early_stopping=early_stopping,
             patience=patience,
             seed=seed,
+            prior=None if prior == "standard" else (prior or DEFAULT_PRIOR),
             **{k: v for k, v in options.items() if v is not None},
             **checkpointing,
         )
         return vae.fit_result
 
     n_check = int(FIT_DEFAULTS["check_samples"])
-    prior: dict[str, Any] = {}
+    samples: dict[str, Any] = {}
 
     def write(folder: Path, result: Any) -> None:
         check = vae.sample(n_check, seed=seed)
         valid = check.loc[check["valid"], "smiles"]
-        prior.update(
+        samples.update(
             n=n_check,
             valid=float(check["valid"].mean()),
             unique_valid=int(valid.nunique()),
             novel_valid=int(len(set(valid) - set(vae.training_smiles))),
             seed=seed,
+            prior="learned" if vae.learned_prior is not None else "standard",
         )
         extra = {
             "data": {
@@ -145,7 +148,7 @@ def fit_molecules(
                 "n_molecules": len(vae.training_smiles),
                 "summary": vae.data_summary,
             },
-            "prior_samples": dict(prior),
+            "prior_samples": dict(samples),
         }
         vae.save(folder / "model")
         check.to_csv(folder / SAMPLES_FILE, index=False)
@@ -158,7 +161,8 @@ def fit_molecules(
     _echo(
         f"trained {m.get('epochs_trained')} epochs in {m.get('time_s', 0):.0f} s; validation ELBO "
         f"{m.get('elbo_validation', float('nan')):.2f} nats/molecule, KL {m.get('kl_validation', float('nan')):.2f}, "
-        f"{m.get('active_units')}/{vae.n_latent} active units; {n_check} prior samples: {prior['valid']:.3f} valid"
+        f"{m.get('active_units')}/{vae.n_latent} active units; {n_check} prior samples ({samples['prior']} prior): "
+        f"{samples['valid']:.3f} valid"
     )
     _echo(f"model: {out / 'model'}  samples: {out / SAMPLES_FILE}  report: {out / 'metrics.json'}")
 
@@ -203,10 +207,20 @@ def generate(
             help="Decode each prior z greedily (default: the latent carries the molecule) or sample every token.",
         ),
     ] = False,
-    unique: Annotated[bool, typer.Option("--unique", help="Keep only distinct valid molecules.")] = False,
+    prior: Annotated[
+        str | None,
+        typer.Option(help="learned (the prior fitted after training; the default when the model has one) or standard."),
+    ] = None,
+    unique: Annotated[
+        bool, typer.Option("--unique", help="Keep only distinct valid molecules (the file is then no MOSES sample).")
+    ] = False,
     valid_only: Annotated[
-        bool, typer.Option("--valid-only/--keep-invalid", help="Drop strings that are not valid molecules.")
-    ] = True,
+        bool,
+        typer.Option(
+            "--valid-only/--keep-invalid",
+            help="Drop invalid strings (the file is then no MOSES sample). Default: all n strings, as MOSES counts.",
+        ),
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="Molecules decoded at once.")] = 1024,
     seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same molecules).")] = None,
     syntax: Annotated[
@@ -217,13 +231,19 @@ def generate(
     ] = True,
     device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Sample molecules from a trained molecule VAE's prior; print SMILES or write them to a file."""
+    """Sample molecules from a trained molecule VAE's prior; print SMILES or write them to a file.
+
+    Every one of the n decoded strings is written, invalid ones included (an empty line where nothing was
+    decoded), so that `scivae evaluate` gives MOSES's figures over all generated strings.
+    """
     from scivae.checks import positive_float, positive_int
 
     if n < 1:
         raise ScivaeInputError(f"-n must be >= 1, got {n}")
     positive_float(temperature, "temperature")
     positive_int(batch_size, "batch_size")
+    if prior is not None and prior not in ("learned", "standard"):
+        raise ScivaeInputError(f"--prior {prior!r}: use learned or standard")
     if output is not None and output.suffix.lower() not in (".smi", ".txt", ".csv"):
         raise ScivaeInputError(f"{output.name}: write to a .smi, .txt or .csv file")
     if output is not None:
@@ -237,22 +257,33 @@ def generate(
         seed=seed,
         syntax=syntax,
         device=_device(device),
+        prior=prior,
     )
     n_valid = int(df["valid"].sum())
+    n_distinct = int(df.loc[df["valid"], "smiles"].nunique())
+    used = "learned" if prior != "standard" and vae.learned_prior is not None else "standard"
+    _echo(f"sampled {n} from the {used} prior: {n_valid} valid ({n_valid / n:.3f}), {n_distinct} distinct valid")
     if valid_only:
         df = df[df["valid"]]
     if unique:
         df = df[df["valid"]].drop_duplicates("smiles")
-    _echo(f"sampled {n}: {n_valid} valid ({n_valid / n:.3f}), {df.loc[df['valid'], 'smiles'].nunique()} distinct")
+    if valid_only or unique:
+        _echo(
+            "warning: the output holds only the valid"
+            + (" distinct" if unique else "")
+            + " molecules: `scivae evaluate` on it overstates validity and uniqueness (MOSES counts all n generated "
+            "strings); generate without --valid-only/--unique for a MOSES sample"
+        )
+    strings = df["smiles"].where(df["valid"], df["smiles"].fillna(""))
     if output is None:
-        sys.stdout.write("".join(f"{s}\n" for s in df["smiles"]))
+        sys.stdout.write("".join(f"{s}\n" for s in strings))
         return
     if output.suffix.lower() == ".csv":
         text = df[["smiles", "valid"]].to_csv(index=False)
     else:
-        text = "".join(f"{s}\n" for s in df["smiles"])
+        text = "".join(f"{s}\n" for s in strings)
     write_text_atomic(output, text)
-    _echo(f"wrote {len(df)} molecules to {output}")
+    _echo(f"wrote {len(df)} strings to {output}")
 
 
 def interpolate(
@@ -263,11 +294,22 @@ def interpolate(
     method: Annotated[str, typer.Option(help="slerp or linear.")] = "slerp",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON records instead of a table.")] = False,
 ) -> None:
-    """Decode molecules along the latent path between two molecules (greedy decoding)."""
+    """Decode molecules along the latent path between two molecules (greedy decoding).
+
+    A warning line says when an end molecule does not decode to itself (the path then starts or ends elsewhere).
+    """
+    import warnings
+
     vae = _load(model_dir)
-    df = vae.interpolate(smiles_a, smiles_b, steps=steps, method=method)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = vae.interpolate(smiles_a, smiles_b, steps=steps, method=method)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            _echo(f"warning: {w.message}")
     if json_out:
-        typer.echo(json.dumps(df.to_dict(orient="records")))
+        typer.echo(df.to_json(orient="records"))  # NaN similarities as null
         return
     for row in df.itertuples(index=False):
-        typer.echo(f"{row.t:.3f}\t{row.smiles}\t{'valid' if row.valid else 'invalid'}")
+        end = " (= a)" if row.same_as_a else " (= b)" if row.same_as_b else ""
+        typer.echo(f"{row.t:.3f}\t{row.smiles}\t{'valid' if row.valid else 'invalid'}{end}")

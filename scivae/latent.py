@@ -237,17 +237,20 @@ def interpolate(
     return _with_columns(out, {"t": np.linspace(0.0, 1.0, len(path))}, front=True)
 
 
-def sample(model: BaseModel, n: int, *, seed: int | None = None, **options: Any) -> Any:
-    """Decode ``n`` points drawn from the prior ``N(0, I)``.
+def sample(model: BaseModel, n: int, *, seed: int | None = None, prior: str | None = None, **options: Any) -> Any:
+    """Decode ``n`` points drawn from the model's prior.
 
+    ``prior``: ``None`` (default) draws from the learned prior when the model has one (see
+    :meth:`~scivae.core.BaseModel.fit_prior`), else from ``N(0, I)``; ``"learned"`` or ``"standard"`` choose.
     ``seed`` seeds the points (drawn on the CPU, so the same on every device) and, plus one, any sampling in
     the decoder: the same seed gives the same result on one machine.
     """
     _trained(model)
     if int(n) < 1:
         raise ScivaeInputError(f"n must be >= 1, got {n}")
+    density = model.get_prior(prior)
     generator, s = cpu_generator(seed)
-    z = torch.randn(int(n), model.n_latent, generator=generator).numpy()
+    z = density.sample(int(n), generator).numpy()
     return model.decode(z, seed=s + 1, **options)
 
 

@@ -117,14 +117,14 @@ class WarmupAwareEarlyStopping(EarlyStopping):
 
 
 class BestWeights(L.Callback):
-    """Keeps an in-memory copy of the weights with the best validation ELBO and restores it at the end.
+    """Keeps an in-memory copy of the weights with the best validation objective and restores it at the end.
 
     Early stopping stops *after* the best epoch; without this the returned model is the last, worse one.
     Only epochs at the full KL weight compete (see :class:`WarmupAwareEarlyStopping`); if the run never
     reaches it, the last weights are kept.
     """
 
-    def __init__(self, monitor: str = "elbo_validation", schedule: KLSchedule | None = None) -> None:
+    def __init__(self, monitor: str = "objective_validation", schedule: KLSchedule | None = None) -> None:
         self.monitor = monitor
         self.schedule = schedule
         self.best_score = -math.inf

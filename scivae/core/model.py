@@ -23,11 +23,22 @@ from scivae.core.device_data import DeviceDataModule, iterate_device_batches
 from scivae.core.distributed import is_global_zero
 from scivae.core.fit import FitResult, fit_module, posterior_over
 from scivae.core.module import VAEModule
-from scivae.core.persistence import load_model_dir, save_model_dir
+from scivae.core.persistence import load_model_dir, load_prior_files, save_model_dir
+from scivae.core.prior import (
+    PRIOR_CHOICES,
+    FlowPrior,
+    GaussianMixturePrior,
+    LatentPrior,
+    MidpointPrior,
+    StandardNormalPrior,
+    prior_from_state,
+)
 from scivae.core.schedules import KLSchedule, make_schedule
 from scivae.core.seeding import seeded
 from scivae.errors import DivergenceError, ModelFormatError, ScivaeInputError
 
+#: Kinds of latent prior :meth:`BaseModel.fit_prior` fits.
+PRIOR_KINDS = ("midpoints", "flow", "gmm")
 #: Entry-point group through which installed packages declare their model classes.
 ADAPTER_ENTRY_POINTS = "scivae.adapters"
 
@@ -82,6 +93,10 @@ class BaseModel(ABC):
     fit_result: FitResult | None = None
     #: Seed of the initial weights, and of the fit unless ``fit(seed=...)`` says otherwise.
     seed: int = 0
+    #: The latent prior fitted to the codes after training (:meth:`fit_prior`), or ``None``.
+    learned_prior: LatentPrior | None = None
+    #: Training rows and validation rows of the last fit (positions in the training data), for :meth:`fit_prior`.
+    _fit_split: tuple[np.ndarray, np.ndarray] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -183,6 +198,7 @@ class BaseModel(ABC):
             validation_indices=validation_indices,
             group_by=group_by,
         )
+        self._fit_split = (np.asarray(datamodule.train_indices), np.asarray(datamodule.validation_indices))
         return self._fit_datamodule(
             datamodule, max_epochs=max_epochs, kl_schedule=kl_schedule, kl_warmup=kl_warmup, seed=seed, **fit_kwargs
         )
@@ -309,6 +325,113 @@ class BaseModel(ABC):
         """
         return self._bound(data, "iwae", n_samples, batch_size, seed)
 
+    # -- the latent prior ------------------------------------------------------------------------------
+    def get_prior(self, which: str | None = None) -> LatentPrior:
+        """The density latent points are drawn from: ``"learned"`` (the one :meth:`fit_prior` fitted),
+        ``"standard"`` (``N(0, I)``) or ``None`` (the learned prior when there is one, else the standard one)."""
+        if which is not None and which not in PRIOR_CHOICES:
+            raise ScivaeInputError(f"unknown prior {which!r}: use one of {', '.join(PRIOR_CHOICES)}")
+        if which == "learned" and self.learned_prior is None:
+            raise ScivaeInputError(
+                f"this {type(self).__name__} has no learned prior: call .fit_prior() first, or use prior='standard'"
+            )
+        if which == "standard" or self.learned_prior is None:
+            return StandardNormalPrior(self.n_latent)
+        return self.learned_prior
+
+    def _prior_codes(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        arrays = self._data_arrays(None)
+        if rows is not None:
+            arrays = select_rows(arrays, rows)
+        return self._posterior_from_arrays(arrays)
+
+    def fit_prior(
+        self,
+        kind: str = "midpoints",
+        *,
+        codes: str = "mean",
+        seed: int | None = None,
+        n_kl_items: int = 1000,
+        n_kl_samples: int = 4,
+        **options: Any,
+    ) -> BaseModel:
+        """Fit a density to the latent codes of the training data (ex-post density estimation) and sample from it.
+
+        A model trained with ``beta < 1`` keeps more of each item in its code, and its codes no longer fill
+        ``N(0, I)``: points drawn from the standard normal fall between the items. The fitted density follows the
+        aggregate posterior instead; :func:`scivae.latent.sample` and the model's ``sample`` use it by default.
+        The decoder and encoder are unchanged.
+
+        Parameters
+        ----------
+        kind
+            ``"midpoints"`` (points between neighbouring training codes, :class:`~scivae.core.prior.MidpointPrior`;
+            ``k``, ``t_low``, ``t_high``, ``noise`` in ``options``), ``"flow"`` (a RealNVP flow,
+            :class:`~scivae.core.prior.FlowPrior`) or ``"gmm"`` (a Gaussian mixture,
+            :class:`~scivae.core.prior.GaussianMixturePrior`; ``n_components`` in ``options``).
+        codes
+            For ``"flow"`` and ``"gmm"``: ``"mean"`` fits the posterior means, ``"sample"`` points drawn from each
+            item's posterior (fresh every epoch for the flow), i.e. the aggregate posterior. The midpoint prior
+            always keeps the means.
+        seed
+            Seed of the fit and of its draws (default: the model's).
+        n_kl_items, n_kl_samples
+            Validation items, and posterior samples of each, for the KL figures in :attr:`learned_prior`'s
+            ``summary``.
+        **options
+            Passed to :meth:`FlowPrior.fit` or :meth:`GaussianMixturePrior.fit`.
+
+        Returns
+        -------
+        The model, with :attr:`learned_prior` set. Its ``summary`` holds ``kl_validation_standard`` and
+        ``kl_validation_learned``: the mean KL(q(z|x) || prior) over the fit's validation items (nats per item;
+        the ELBO under the learned prior is higher by their difference), and the mean log-density of validation
+        codes under each prior.
+        """
+        self._require_trained()
+        if kind not in PRIOR_KINDS:
+            raise ScivaeInputError(f"unknown prior kind {kind!r}: use one of {', '.join(PRIOR_KINDS)}")
+        if codes not in ("sample", "mean"):
+            raise ScivaeInputError(f"codes must be 'sample' or 'mean', got {codes!r}")
+        if getattr(self, "_arrays", None) is None and self._fit_split is None:
+            raise ScivaeInputError(f"a loaded {type(self).__name__} has no training data: fit the prior before saving")
+        seed = self.seed if seed is None else int(seed)
+        train_rows, val_rows = self._fit_split if self._fit_split is not None else (None, None)
+        mu, logvar = self._prior_codes(train_rows)
+        sd = np.exp(0.5 * logvar)
+        if val_rows is not None and len(val_rows) >= 2:
+            vmu, vlogvar = self._prior_codes(val_rows)
+        else:  # no validation rows: a tenth of the training codes is held out instead
+            perm = np.random.default_rng(seed).permutation(len(mu))
+            held = perm[: max(2, len(mu) // 10)]
+            keep = perm[len(held) :]
+            vmu, vlogvar, mu, sd = mu[held], logvar[held], mu[keep], sd[keep]
+        vsd = np.exp(0.5 * vlogvar)
+        use_sd = codes == "sample"
+        if kind == "midpoints":
+            prior: LatentPrior = MidpointPrior.fit(mu, sd, seed=seed, **options)
+        elif kind == "flow":
+            prior = FlowPrior.fit(
+                mu, vmu, code_sd=sd if use_sd else None, validation_sd=vsd if use_sd else None, seed=seed, **options
+            )
+        else:
+            rng = np.random.default_rng(seed)
+            points = mu + sd * rng.standard_normal(mu.shape) if use_sd else mu
+            prior = GaussianMixturePrior.fit(points, seed=seed, **options)
+        prior.summary = {**prior.summary, "codes": codes, "n_codes": int(len(mu))}
+        self._tune_prior(prior, seed=seed, given=frozenset(options))
+        if len(vmu) > n_kl_items:
+            some = np.sort(np.random.default_rng(seed).choice(len(vmu), n_kl_items, replace=False))
+            vmu, vlogvar = vmu[some], vlogvar[some]
+        prior.summary.update(_prior_kl_figures(prior, vmu, vlogvar, n_kl_samples, seed))
+        self.learned_prior = prior
+        return self
+
+    def _tune_prior(self, prior: LatentPrior, *, seed: int, given: frozenset[str]) -> None:
+        """Adapter hook: adjust a freshly fitted prior's sampling settings that ``given`` (the options the caller
+        set) leaves open, e.g. by decoding samples; record what was chosen in ``prior.summary``. None here."""
+        return None
+
     # -- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Save the model directory (``model.safetensors`` + ``config.json``), replacing it atomically.
@@ -328,6 +451,7 @@ class BaseModel(ABC):
             config=self._module_config(),
             adapter_state=self._adapter_state(),
             extra_files=extra,
+            prior=self.learned_prior.state() if self.learned_prior is not None else None,
         )
 
     @classmethod
@@ -342,9 +466,42 @@ class BaseModel(ABC):
                 "provides it; pass a scivae model folder"
             )
         model = target._from_saved(state_dict, meta, **kwargs)
+        saved_prior = load_prior_files(path)
+        if saved_prior is not None:
+            prior = prior_from_state(*saved_prior)
+            if prior.n_latent != model.n_latent:
+                raise ModelFormatError(
+                    f"{path}: the saved prior has {prior.n_latent} latent dimensions, the model {model.n_latent}: "
+                    "the folder mixes two models; re-fit the prior"
+                )
+            model.learned_prior = prior
         model._loaded = True
         model.module.eval()
         return model
+
+
+@torch.no_grad()
+def _prior_kl_figures(
+    prior: LatentPrior, mu: np.ndarray, logvar: np.ndarray, n_samples: int, seed: int
+) -> dict[str, float]:
+    """Mean KL(q(z|x) || prior) of held-out posteriors under the standard normal (closed form) and under
+    ``prior`` (Monte Carlo, ``n_samples`` draws per item), and the mean log-density of their means."""
+    m, lv = torch.as_tensor(mu, dtype=torch.float32), torch.as_tensor(logvar, dtype=torch.float32)
+    kl_standard = float((0.5 * (lv.exp() + m**2 - 1.0 - lv)).sum(-1).mean())
+    g = torch.Generator().manual_seed(int(seed))
+    total = 0.0
+    for _ in range(max(1, int(n_samples))):
+        eps = torch.randn(m.shape, generator=g)
+        z = m + (0.5 * lv).exp() * eps
+        log_q = (-0.5 * (np.log(2 * np.pi) + lv + eps**2)).sum(-1)
+        total += float((log_q - prior.log_prob(z)).mean())
+    standard = StandardNormalPrior(m.shape[1])
+    return {
+        "kl_validation_standard": round(kl_standard, 4),
+        "kl_validation_learned": round(total / max(1, int(n_samples)), 4),
+        "log_density_validation_means_standard": round(float(standard.log_prob(m).mean()), 4),
+        "log_density_validation_means_learned": round(float(prior.log_prob(m).mean()), 4),
+    }
 
 
 def load(path: str | Path, **kwargs: Any) -> BaseModel:

@@ -17,6 +17,9 @@ from scivae.errors import DivergenceError, ModelFormatError
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+#: A fitted latent prior (see :mod:`scivae.core.prior`), when the model has one: tensors and their description.
+PRIOR_WEIGHTS_FILE = "prior.safetensors"
+PRIOR_CONFIG_FILE = "prior.json"
 #: Where ``scivae fit`` puts the model inside its output folder.
 FIT_MODEL_SUBDIR = "model"
 
@@ -38,6 +41,7 @@ def save_model_dir(
     config: dict[str, Any],
     adapter_state: dict[str, Any] | None = None,
     extra_files: dict[str, str] | None = None,
+    prior: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> Path:
     """Write a model directory atomically: ``model.safetensors`` and ``config.json``.
 
@@ -55,6 +59,9 @@ def save_model_dir(
         JSON-serialisable domain state (gene names, vocabulary, covariate categories...).
     extra_files
         Further text files to write into the directory (name -> content).
+    prior
+        A fitted latent prior's tensors and JSON description (:meth:`~scivae.core.prior.LatentPrior.state`),
+        written as ``prior.safetensors`` and ``prior.json``; ``None`` for the standard normal.
     """
     from scivae import __version__
 
@@ -79,6 +86,10 @@ def save_model_dir(
         (tmp / CONFIG_FILE).write_text(text)
         for name, content in (extra_files or {}).items():
             (tmp / name).write_text(content)
+        if prior is not None:
+            prior_tensors, prior_meta = prior
+            save_file(prior_tensors, str(tmp / PRIOR_WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
+            (tmp / PRIOR_CONFIG_FILE).write_text(json.dumps(prior_meta, indent=2, sort_keys=True))
     return path
 
 
@@ -122,7 +133,7 @@ def _check_folder(path: Path) -> None:
                 "replace the link with the file"
             )
         # the weights file starts with its header length, which may look like a pickle opcode
-        if entry.name not in (WEIGHTS_FILE, CONFIG_FILE) and entry.is_file() and _is_pickle(entry):
+        if entry.name not in (WEIGHTS_FILE, PRIOR_WEIGHTS_FILE, CONFIG_FILE) and entry.is_file() and _is_pickle(entry):
             raise ModelFormatError(
                 f"{path} holds {entry.name}, a pickle: scivae model folders hold only safetensors and JSON and "
                 f"scivae never loads pickles; delete {entry.name} (and check where the folder came from)"
@@ -231,3 +242,37 @@ def check_saved_shapes(factory: Callable[[], nn.Module], state_dict: dict[str, t
             f"the weights do not match config.json ({len(missing)} missing, {len(unexpected)} unexpected, "
             f"{len(differ)} of another shape; {example}): the model directory was edited or damaged; re-fit"
         )
+
+
+def load_prior_files(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The prior's tensors and description in a model directory, or ``None`` when it has no fitted prior.
+
+    Raises
+    ------
+    ModelFormatError
+        Only one of the two files, an unreadable file or a description that is not a JSON object.
+    """
+    path = resolve_model_dir(path)
+    weights, config = path / PRIOR_WEIGHTS_FILE, path / PRIOR_CONFIG_FILE
+    if not weights.exists() and not config.exists():
+        return None
+    if not (weights.is_file() and config.is_file()):
+        raise ModelFormatError(
+            f"{path} has only one of {PRIOR_WEIGHTS_FILE} and {PRIOR_CONFIG_FILE}: the prior is incomplete; "
+            "re-fit it (model.fit_prior()) or delete both files to sample from N(0, I)"
+        )
+    if config.stat().st_size > MAX_CONFIG_BYTES:
+        raise ModelFormatError(f"{config} is over {MAX_CONFIG_BYTES >> 20} MB: it is not a scivae prior; re-fit it")
+    try:
+        meta = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ModelFormatError(f"{config} is not valid JSON ({type(e).__name__}); re-fit the prior") from None
+    if not isinstance(meta, dict):
+        raise ModelFormatError(f"{config} does not hold a JSON object: re-fit the prior")
+    try:
+        tensors = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error type for a damaged header
+        raise ModelFormatError(
+            f"{weights} is not a readable safetensors file ({type(e).__name__}): re-fit the prior"
+        ) from None
+    return tensors, meta

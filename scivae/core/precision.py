@@ -80,3 +80,21 @@ def check_bf16(
     finally:
         module.to(home)
     return {"bf16_elbo_gap": gap, "bf16_elbo_reference": elbo, "bf16_keeps_elbo": bf16_keeps_elbo(gap)}
+
+
+def cpu_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX-BF16 instructions, read from
+    ``/proc/cpuinfo``).
+
+    Without those instructions oneDNN emulates bf16 products and autocast is no faster than float32; the answer
+    depends on the machine only, so the precision a fit picks from it is the same on every run of that machine.
+    """
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False

@@ -199,6 +199,9 @@ class VAETrainingPlan(L.LightningModule):
         self.log_dict(
             {
                 "elbo_validation": out.elbo.mean(),
+                # what training minimises, at the full KL weight (beta, free bits): the figure early stopping and
+                # the best weights follow; it is -ELBO when beta is 1 without free bits
+                "objective_validation": -out.loss.detach(),
                 "reconstruction_validation": out.reconstruction.mean(),
                 "kl_validation": out.kl.mean(),
             },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,9 @@ import torch
 
 from scivae import latent
 from scivae.core import BaseModel, KLConfig, iterate_batches
+from scivae.core.model import PRIOR_KINDS
 from scivae.core.persistence import check_config_keys, check_saved_shapes
+from scivae.core.precision import cpu_native_bf16
 from scivae.core.seeding import resolve_seed, seeded
 from scivae.errors import ScivaeInputError
 from scivae.molecules.constraints import decoding_constraint
@@ -68,8 +71,39 @@ DEFAULT_BETA = 0.2
 #: Training defaults (chosen with the same grid): Adam at 3e-3 with a cosine decay, linear KL warm-up.
 DEFAULT_LR = 3e-3
 DEFAULT_KL_WARMUP_STEPS = 1000
+#: The latent prior ``MolVAE.fit`` fits after training (chosen on validation molecules by the FCD of its samples
+#: among the settings whose samples are at least 90% novel: benchmarks/molecules/RESULTS.md).
+DEFAULT_PRIOR = "midpoints"
+#: Neighbour counts the midpoint prior tries, nearest first: fewer neighbours give samples closer to the training
+#: molecules (a lower FCD), more give more novel ones. ``MolVAE.fit`` keeps the first whose samples are at least
+#: ``PRIOR_MIN_NOVELTY`` novel.
+PRIOR_K_CANDIDATES = (5, 10, 20, 40)
+PRIOR_MIN_NOVELTY = 0.9
 #: ``MolVAE.neighbors``: how far from a molecule's code to look, in units of its posterior standard deviation.
 DEFAULT_NEIGHBOR_SCALE = 1.0
+
+
+def default_precision(accelerator: str = "auto") -> str:
+    """``"bf16-mixed"`` for training on a CPU with native bf16 matrix products, else ``"32-true"``.
+
+    Under CPU autocast the GRUs' matrix products run in bf16 while their state and the loss stay in float32; on
+    CPUs with AVX512-BF16 or AMX training steps are much faster and learn as much per step
+    (benchmarks/molecules/RESULTS.md). On a GPU, and on CPUs without those instructions, training stays in
+    float32 (TF32 matrix products on GPUs).
+    """
+    on_cpu = str(accelerator).lower() == "cpu" or (str(accelerator).lower() == "auto" and not torch.cuda.is_available())
+    return "bf16-mixed" if on_cpu and cpu_native_bf16() else "32-true"
+
+
+def prior_metrics(prior: Any) -> dict[str, Any]:
+    """The figures of a fitted prior, as flat ``prior_*`` metrics of a fit report."""
+    if prior is None:
+        return {"prior": "standard"}
+    out: dict[str, Any] = {"prior": prior.kind}
+    for key, value in prior.summary.items():
+        if isinstance(value, (int, float, str, bool)):
+            out[f"prior_{key}"] = value
+    return out
 
 
 def resolve_architecture(architecture: str) -> str:
@@ -256,6 +290,7 @@ class MolVAE(BaseModel):
         lr: float = DEFAULT_LR,
         lr_schedule: str = "cosine",
         kl_warmup: int | None = None,
+        prior: str | None = DEFAULT_PRIOR,
         **kwargs: Any,
     ) -> MolVAE:
         """Train on the molecules given at construction; returns the model (history in :attr:`fit_result`).
@@ -277,10 +312,14 @@ class MolVAE(BaseModel):
             Adam learning rate and its schedule (``"cosine"`` decay to 0, or ``"constant"``).
         kl_warmup
             Steps of the linear KL warm-up (default: 1,000 steps or a quarter of the planned steps if fewer).
+        prior
+            The latent prior fitted to the training codes after training, which :meth:`sample` then draws from
+            (see :meth:`~scivae.core.BaseModel.fit_prior`): ``"midpoints"`` (default), ``"flow"``, ``"gmm"``, or
+            ``None`` to keep ``N(0, I)``. Its figures go into ``fit_result.metrics`` (``prior_*``).
         **kwargs
             Passed to :func:`~scivae.core.fit_module`: ``kl_schedule`` (name or
             :class:`~scivae.core.KLSchedule`), ``accelerator``, ``devices``, ``seed`` (default: the model's),
-            ``patience``, ``progress_bar``, ``precision`` (default ``"32-true"``)...
+            ``patience``, ``progress_bar``, ``precision`` (default: :func:`default_precision`)...
         """
         if getattr(self, "_arrays", None) is None:
             raise ScivaeInputError("a loaded MolVAE has no training data: build a new MolVAE(smiles) to train")
@@ -288,8 +327,9 @@ class MolVAE(BaseModel):
             raise ScivaeInputError(f"max_time must be > 0 minutes, got {max_time}")
         if int(max_epochs) < 1 or int(batch_size) < 1:
             raise ScivaeInputError(f"max_epochs and batch_size must be >= 1, got {max_epochs} and {batch_size}")
-        # GRUs under bf16 autocast lose precision in the recurrent state; full precision (TF32 on GPUs) is safe
-        kwargs.setdefault("precision", "32-true")
+        if prior is not None and prior not in PRIOR_KINDS:
+            raise ScivaeInputError(f"unknown prior {prior!r}: use one of {', '.join(PRIOR_KINDS)}, or None for N(0, I)")
+        kwargs.setdefault("precision", default_precision(kwargs.get("accelerator", "auto")))
         if kl_warmup is None and kwargs.get("kl_schedule") in (None, "linear"):
             n_train = round(len(self._arrays["x"]) * (1 - validation_fraction))
             planned = -(-n_train // int(batch_size)) * int(max_epochs)
@@ -307,6 +347,10 @@ class MolVAE(BaseModel):
             **kwargs,
         )
         self.module.eval()
+        self.learned_prior = None
+        if prior is not None and self.fit_result is not None and self.fit_result.is_global_zero:
+            self.fit_prior(prior)
+            self.fit_result.metrics.update(prior_metrics(self.learned_prior))
         return self
 
     def _inference_device(self, device: str | torch.device | None) -> torch.device:
@@ -314,6 +358,25 @@ class MolVAE(BaseModel):
         if (device is None or str(device) == "auto") and self.fit_result is not None:
             return self.device  # fit_module leaves the module on the device it trained on
         return _resolve_device(device)
+
+    def _tune_prior(self, prior: Any, *, seed: int, given: frozenset[str], n_check: int = 2000) -> None:
+        """Midpoint prior without a given ``k``: the first of :data:`PRIOR_K_CANDIDATES` whose ``n_check``
+        samples (greedy, syntax mask) are at least :data:`PRIOR_MIN_NOVELTY` novel, i.e. distinct valid molecules
+        that are not training molecules; the largest when none is. ``prior.summary["novelty_by_k"]`` keeps them."""
+        if prior.kind != "midpoints" or "k" in given:
+            return
+        train = set(self.training_smiles)
+        tried: dict[str, float] = {}
+        for k in PRIOR_K_CANDIDATES:
+            prior.set_k(k)
+            z = prior.sample(n_check, torch.Generator().manual_seed(int(seed))).numpy()
+            decoded = self.decode(z, greedy=True, seed=seed)
+            distinct = set(decoded.loc[decoded["valid"], "smiles"])
+            tried[str(k)] = round(len(distinct - train) / max(len(distinct), 1), 4)
+            if tried[str(k)] >= PRIOR_MIN_NOVELTY:
+                break
+        prior.summary["novelty_by_k"] = tried
+        prior.summary["k"] = prior.k
 
     # -- encoding ----------------------------------------------------------------------------------------
     def _arrays_for(self, smiles: str | Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -451,8 +514,9 @@ class MolVAE(BaseModel):
         seed: int | None = None,
         device: str | torch.device | None = None,
         syntax: bool = True,
+        prior: str | None = None,
     ) -> pd.DataFrame:
-        """Sample ``n`` molecules: ``z ~ N(0, I)``, then decode token by token (:func:`scivae.latent.sample`).
+        """Sample ``n`` molecules: draw ``z`` from the prior, then decode token by token (:func:`scivae.latent.sample`).
 
         The latent carries the molecule, so by default each ``z`` is decoded greedily (the most likely token at
         each step) and the diversity comes from ``z``: on validation molecules this gave more valid samples and a
@@ -476,16 +540,21 @@ class MolVAE(BaseModel):
         syntax
             SMILES models: never emit a token that breaks SMILES syntax (unbalanced branches, unpaired ring
             bonds), see :meth:`decode`. ``False`` gives the model's raw samples (as MOSES samples its models).
+        prior
+            ``None`` (default): the prior fitted after training (:attr:`learned_prior`) when the model has one,
+            else ``N(0, I)``; ``"learned"`` or ``"standard"`` (``N(0, I)``) choose.
 
         Returns
         -------
         pandas.DataFrame
-            One row per sample: ``smiles`` (canonical when valid, else the decoded string) and ``valid``.
+            One row per sample, invalid strings included: ``smiles`` (canonical when valid, else the decoded
+            string) and ``valid``.
         """
         return latent.sample(
             self,
             n,
             seed=seed,
+            prior=prior,
             temperature=temperature,
             greedy=greedy,
             batch_size=batch_size,
@@ -520,11 +589,31 @@ class MolVAE(BaseModel):
         Returns
         -------
         pandas.DataFrame
-            ``t`` (0 to 1), ``smiles``, ``valid``.
+            ``t`` (0 to 1), ``smiles``, ``valid``, ``similarity_a`` and ``similarity_b`` (Tanimoto to each end
+            molecule, Morgan radius 2; NaN when invalid), ``same_as_a`` and ``same_as_b``. A
+            :class:`UserWarning` says when an end point does not decode to its own molecule: the path then starts
+            or ends elsewhere (small or unusual molecules are often far from the training data).
         """
-        return latent.interpolate(
+        from scivae.molecules.metrics import tanimoto_to
+
+        path = latent.interpolate(
             self, a, b, steps=steps, method=method, greedy=greedy, temperature=temperature, seed=seed
         )
+        ends = self._arrays_for([a, b])[0]  # canonical SMILES of the two end molecules
+        decoded = path["smiles"].where(path["valid"], "").tolist()
+        for name, end in zip(("a", "b"), ends, strict=True):
+            path[f"similarity_{name}"] = tanimoto_to(end, decoded)
+            path[f"same_as_{name}"] = path["smiles"].to_numpy() == end
+        for name, end, row in (("a", ends[0], 0), ("b", ends[-1], len(path) - 1)):
+            if not path[f"same_as_{name}"].iloc[row]:
+                warnings.warn(
+                    f"end point {name} ({end}) does not reconstruct: its code decodes to {path['smiles'].iloc[row]} "
+                    f"(Tanimoto {path[f'similarity_{name}'].iloc[row]:.2f}), so the path does not start from it; "
+                    "check model.reconstruct([...]) first",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return path
 
     def neighbors(
         self,
@@ -549,7 +638,16 @@ class MolVAE(BaseModel):
             (log p(query | z), nats), ``similarity`` (Tanimoto similarity to the query, Morgan radius 2, NaN
             when invalid) and ``same`` (the decoded molecule is the query itself).
         """
-        return latent.sample_around(self, smiles, n, scale=scale, seed=seed, greedy=greedy, temperature=temperature)
+        out = latent.sample_around(self, smiles, n, scale=scale, seed=seed, greedy=greedy, temperature=temperature)
+        n_same = int(out["same"].sum())
+        if n_same:
+            warnings.warn(
+                f"{n_same} of {len(out)} points decode to the query itself (column 'same'): leave them out when "
+                "measuring the neighbourhood, or raise scale to look further",
+                UserWarning,
+                stacklevel=2,
+            )
+        return out
 
     def reconstruct(self, smiles: str | Sequence[str], *, syntax: bool = True, batch_size: int = 1024) -> pd.DataFrame:
         """Encode molecules to their posterior means and decode them greedily (:func:`scivae.latent.reconstruct`).
