@@ -18,6 +18,17 @@ from scivae._atomic import write_text_atomic
 from scivae_cli.fit_output import check_writable
 
 
+#: Below this many entries a file of only valid, distinct molecules is unremarkable.
+FILTERED_MIN_ENTRIES = 20
+
+
+def looks_filtered(metrics: dict[str, float], n_entries: int) -> bool:
+    """Whether a generated file looks filtered: every entry valid and distinct (MOSES samples of any real model
+    hold some invalid or repeated strings, and scivae generate keeps them by default)."""
+    unique = metrics.get("unique@1000", math.nan) if n_entries <= 1000 else metrics.get("unique@10000", math.nan)
+    return n_entries >= FILTERED_MIN_ENTRIES and metrics.get("valid") == 1.0 and unique == 1.0
+
+
 def format_table(metrics: dict[str, float]) -> str:
     """A two-column text table of the metrics (NaN shown as ``n/a``)."""
     width = max(len(k) for k in metrics)
@@ -91,6 +102,13 @@ def evaluate(
     for w in caught:
         if issubclass(w.category, UserWarning):
             typer.echo(f"warning: {w.message}", err=True)
+    if looks_filtered(result, len(gen_smiles)):
+        typer.echo(
+            f"warning: all {len(gen_smiles)} entries are valid and distinct: if the file was filtered (scivae "
+            "generate --valid-only/--unique), validity and uniqueness are overstated, since MOSES counts every "
+            "generated string; generate without those options for figures that compare with MOSES",
+            err=True,
+        )
     typer.echo(format_table(result))
     if json_out is not None:
         clean = {k: (None if math.isnan(v) else float(v)) for k, v in result.items()}

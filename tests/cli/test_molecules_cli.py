@@ -126,6 +126,33 @@ def test_generate_raw_versus_syntax_constrained(fitted):
     assert parse_rate["--syntax"] > parse_rate["--raw"]
 
 
+def test_generate_then_evaluate_counts_every_string(fitted):
+    """The README pipeline: `generate` writes all n decoded strings, so `evaluate` reports MOSES's figures over all
+    of them; a file filtered with --valid-only/--unique is flagged at both ends."""
+    tmp, _, _ = fitted
+    model = tmp / "mols.scivae" / "model"
+    gen = tmp / "all.smi"
+    r = runner.invoke(app, ["generate", str(model), "-n", "300", "-o", str(gen), "--seed", "5", "--raw"])
+    assert r.exit_code == 0, r.output
+    lines = gen.read_text().split("\n")[:-1]
+    assert len(lines) == 300  # invalid strings (empty ones included) are kept, one per line
+    n_valid = int(r.output.split("sampled 300 from the ")[1].split(": ")[1].split(" valid")[0])
+    assert 0 < n_valid < 300  # a 2-epoch model writes invalid strings: the test needs some of each
+    figures = tmp / "figures.json"
+    r = runner.invoke(app, ["evaluate", str(gen), "--json", str(figures)])
+    assert r.exit_code == 0, r.output
+    assert "evaluating 300 generated entries" in r.output and "filtered" not in r.output
+    assert json.loads(figures.read_text())["valid"] == pytest.approx(n_valid / 300)
+    kept = tmp / "valid.smi"
+    r = runner.invoke(app, ["generate", str(model), "-n", "300", "-o", str(kept), "--seed", "5", "--raw", "--unique"])
+    assert r.exit_code == 0 and "overstates validity and uniqueness" in r.output
+    n_kept = len(kept.read_text().splitlines())
+    assert n_kept >= 20, n_kept  # below 20 entries a file of distinct valid molecules is not flagged
+    r = runner.invoke(app, ["evaluate", str(kept), "--json", str(figures)])
+    assert r.exit_code == 0 and json.loads(figures.read_text())["valid"] == 1.0
+    assert "warning:" in r.output and "filtered" in r.output
+
+
 def test_interpolate(fitted):
     tmp, _, _ = fitted
     model = tmp / "mols.scivae" / "model"
@@ -133,6 +160,10 @@ def test_interpolate(fitted):
     assert r.exit_code == 0, r.output
     rows = [ln.split("\t") for ln in r.stdout.splitlines() if "\t" in ln]
     assert len(rows) == 4 and rows[0][0] == "0.000" and rows[-1][0] == "1.000"
+    # an end molecule that its code does not rebuild (a 2-epoch model rebuilds none) gets a warning line
+    missed = (rows[0][1] != "CCOc1ccccc1") + (rows[-1][1] != "CC(=O)Nc1ccccc1")
+    assert missed > 0
+    assert sum(ln.startswith("warning: end point") for ln in r.output.splitlines()) == missed
     r2 = runner.invoke(app, ["interpolate", str(model.parent), "CCOc1ccccc1", "CC(=O)Nc1ccccc1", "--steps", "4"])
     assert r2.exit_code == 0 and r2.stdout == r.stdout
 
