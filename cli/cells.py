@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,13 +23,10 @@ import typer
 
 from scivae._atomic import atomic_path
 from scivae.errors import ScivaeInputError
-from scivae_cli.fit_output import FitOutput, check_writable, fit_and_publish
+from scivae_cli.common import Accelerator, Threads, echo, set_threads
+from scivae_cli.fit_output import check_writable
 
 KEY = "X_scivae"
-
-
-def _echo(message: str) -> None:
-    typer.echo(message, err=True)
 
 
 def default_out(data: Path) -> Path:
@@ -46,145 +42,79 @@ def _uns_safe(d: dict[str, Any]) -> dict[str, Any]:
     return _jsonable(json.loads(json.dumps(d, default=str)))
 
 
-def fit_cells(
-    data: Path,
-    *,
-    out: Path | None = None,
-    layer: str | None = None,
-    batch_key: str | None = None,
-    likelihood: str = "nb",
-    n_latent: int | None = None,
-    n_top_genes: int | None = None,
-    max_epochs: int | None = None,
-    max_time: float | None = None,
-    batch_size: int | None = None,
-    kl_schedule: str | None = None,
-    kl_warmup: int | None = None,
-    lr: float | None = None,
-    lr_schedule: str | None = None,
-    free_bits: float | None = None,
-    beta: float | None = None,
-    accelerator: str = "auto",
-    devices: str = "auto",
-    strategy: str = "auto",
-    num_nodes: int = 1,
-    early_stopping: bool = True,
-    patience: int = 20,
-    backed: bool = False,
-    seed: int = 0,
-    resume: bool = False,
-    force: bool = False,
-    checkpoint_dir: Path | None = None,
-    checkpoint_every: float = 10.0,
-    settings: dict[str, Any] | None = None,
-) -> None:
-    """Fit a :class:`~scivae.CellVAE` on a single-cell file and write model, embedding and report.
+#: The command-line adapter's kind, and the ``scivae fit`` options only it takes (besides n_latent, beta,
+#: free_bits and seed).
+KIND = "cells"
+OPTIONS = ("layer", "batch_key", "likelihood", "n_top_genes", "backed")
 
-    ``None`` means the model's default. Bad input raises :class:`ScivaeInputError` (exit code 2 in the CLI).
-    With ``backed`` the ``.h5ad`` is streamed from disk: X is never loaded, and ``embedded.h5ad`` is a copy
-    of the input file with the latent added. Under DDP only rank 0 writes the outputs.
-    ``resume``, ``force``, ``checkpoint_dir`` and ``checkpoint_every`` are ``scivae fit``'s options, and
-    ``settings`` what a ``resume`` must repeat (see :class:`~scivae_cli.fit_output.FitOutput`).
-    """
+
+def build(data: Path, options: dict[str, Any]) -> tuple[Any, Any]:
+    """Read the cells (or open them backed) and make the :class:`~scivae.CellVAE` of ``scivae fit``; returns the
+    model and what :func:`write` embeds (the AnnData in memory, or the path when backed)."""
     from scivae.cells import CellVAE, read_anndata
-    from scivae.core import write_fit_report
 
-    data = Path(data)
-    out = Path(out) if out is not None else default_out(data)
-    output = FitOutput(out, data, settings=settings, resume=resume, force=force, checkpoint_dir=checkpoint_dir)
-    output.check()
+    backed = bool(options.get("backed"))
     adata = data if backed else read_anndata(data)
-    model = CellVAE(
-        adata,
-        backed=backed,
-        layer=layer,
-        batch_key=batch_key,
-        likelihood=likelihood,
-        n_latent=n_latent if n_latent is not None else 10,
-        n_top_genes=n_top_genes,
-        beta=beta if beta is not None else 1.0,
-        free_bits=free_bits if free_bits is not None else 0.0,
-        seed=seed,
-    )
+    defaults = {"n_latent": 10, "beta": 1.0, "free_bits": 0.0, "likelihood": "nb"}
+    model = CellVAE(adata, **{**defaults, **options})
     s = model.data_summary
-    _echo(
+    echo(
         f"counts from {s['counts_source']}: {s['n_cells_input']} cells x {s['n_genes_input']} genes; "
         f"dropped {s['n_genes_undetected_dropped']} never-detected genes"
         + (f", kept {s['n_highly_variable_genes']} highly variable genes" if s["n_highly_variable_genes"] else "")
         + f"; {s['n_cells_empty']} empty cells left out of training (still embedded); "
         f"training on {s['n_cells_trained']} cells x {s['n_genes']} genes"
     )
-    if resume:
-        _echo(f"resuming from {output.checkpoint}")
+    return model, adata
 
-    def fit(checkpointing: dict[str, Any]) -> Any:
-        model.fit(
-            max_epochs=max_epochs,
-            batch_size=batch_size if batch_size is not None else 128,
-            accelerator=accelerator,
-            devices=devices,
-            strategy=strategy,
-            num_nodes=num_nodes,
-            early_stopping=early_stopping,
-            patience=patience,
-            kl_schedule=kl_schedule,
-            kl_warmup=kl_warmup,
-            seed=seed,
-            lr_schedule=lr_schedule or "constant",
-            max_time=timedelta(minutes=max_time) if max_time is not None else None,
-            **({} if lr is None else {"lr": lr}),
-            **checkpointing,
-        )
-        return model.fit_result
 
-    def write(folder: Path, result: Any) -> None:
-        params = {
-            "data": str(data),
-            "layer": layer,
-            "batch_key": batch_key,
-            "likelihood": likelihood,
-            "n_latent": model.module.n_latent,
-            "n_top_genes": n_top_genes,
-            "max_epochs": result.metrics.get("max_epochs"),
-            "batch_size": batch_size if batch_size is not None else 128,
-            "kl_schedule": kl_schedule or "linear",
-            "kl_warmup": kl_warmup,
-            "free_bits": model.module.kl_config.free_bits,
-            "beta": model.module.kl_config.beta,
-            "seed": seed,
-            "backed": backed,
-            "devices": devices,
-            "strategy": strategy,
-            "num_nodes": num_nodes,
+def fit_arguments(options: dict[str, Any]) -> dict[str, Any]:
+    """Arguments of ``CellVAE.fit`` beyond the training options: none."""
+    return {}
+
+
+def write(
+    folder: Path, model: Any, result: Any, *, source: Any, data: Path, model_options: dict[str, Any], options: Any
+) -> None:
+    """``model/``, ``embedded.h5ad`` (the input plus the latent), the fit report and ``latent_umap.png``."""
+    from scivae.pl.report import write_fit_report
+
+    s = model.data_summary
+    params = {
+        "data": str(data),
+        **model_options,
+        "n_latent": model.module.n_latent,
+        "beta": model.module.kl_config.beta,
+        "free_bits": model.module.kl_config.free_bits,
+        "training": options.to_dict(),
+    }
+    latent = model.get_latent()
+    uns = _uns_safe(
+        {
+            "key_added": KEY,
+            "params": params,
+            "metrics": {k: v for k, v in result.metrics.items() if not isinstance(v, list)},
+            "data": s,
+            "genes": model.genes,
         }
-        latent = model.get_latent()
-        uns = _uns_safe(
-            {
-                "key_added": KEY,
-                "params": params,
-                "metrics": {k: v for k, v in result.metrics.items() if not isinstance(v, list)},
-                "data": s,
-                "genes": model.genes,
-            }
-        )
-        model.save(folder / "model")
-        # in memory: our copy gets the latent (the input file is only read); backed: the file is copied
-        _write_embedded(data if backed else adata, folder / "embedded.h5ad", KEY, latent, uns)
-        write_fit_report(folder, result, extra={"params": params, "data": s})
-        _write_umap(folder, data if backed else adata, latent, uns, seed)
+    )
+    model.save(folder / "model")
+    # in memory: our copy gets the latent (the input file is only read); backed: the file is copied
+    _write_embedded(source, folder / "embedded.h5ad", KEY, latent, uns)
+    write_fit_report(folder, result, extra={"params": params, "data": s})
+    _write_umap(folder, source, latent, uns, int(model_options.get("seed", 0)))
 
-    result = fit_and_publish(output, fit, write, checkpoint_every=checkpoint_every)
-    if not result.is_global_zero:  # the other DDP processes only trained
-        return
+
+def summary(model: Any, result: Any, out: Path) -> list[str]:
+    """The lines ``scivae fit`` ends with."""
     m = result.metrics
-    _echo(
-        f"trained {m.get('epochs_trained')} epochs in {m.get('time_s')} s "
-        f"(best epoch {m.get('best_epoch')}): "
+    return [
+        f"trained {m.get('epochs_trained')} epochs in {m.get('time_s')} s (best epoch {m.get('best_epoch')}): "
         f"validation ELBO {m.get('elbo_validation', float('nan')):.2f}, "
         f"KL {m.get('kl_validation', float('nan')):.2f} nats, "
-        f"{m.get('active_units')}/{model.module.n_latent} active units"
-    )
-    _echo(f"wrote {out}/ (model/, embedded.h5ad with obsm['{KEY}'], metrics.json, history.csv, plots)")
+        f"{m.get('active_units')}/{model.module.n_latent} active units",
+        f"wrote {out}/ (model/, embedded.h5ad with obsm['{KEY}'], metrics.json, history.csv, plots)",
+    ]
 
 
 def _write_embedded(source: Any, out: Path, key: str, latent: Any, uns: dict[str, Any]) -> None:
@@ -249,10 +179,12 @@ def embed(
     backed: Annotated[
         bool, typer.Option("--backed", help="Stream the .h5ad from disk: X is never loaded (output: a copy + latent).")
     ] = False,
+    accelerator: Accelerator = "auto",
+    threads: Threads = 0,
 ) -> None:
     """Embed new cells with a trained model: writes the input plus obsm["X_scivae"] (latent means) to a new .h5ad."""
     from scivae.cells import CellVAE, read_anndata
-    from scivae.checks import positive_int
+    from scivae.core.options import check_device, positive_int
 
     positive_int(batch_size, "batch_size")
     data = Path(data)
@@ -265,10 +197,13 @@ def embed(
     if out.exists() and data.exists() and os.path.samefile(out, data):
         raise ScivaeInputError(f"-o {out} is the input file: pass another output path (inputs are never modified)")
     check_writable(out.parent, "-o")
+    set_threads(threads)
+    device = check_device(accelerator, "accelerator")
     model = CellVAE.load(_model_dir(Path(model_dir)))
+    model.module.to(device)
     _use_inputs(model, layer, batch_key)
     source: Any = data if backed else read_anndata(data)
     latent = model.get_latent(source, batch_size=batch_size)
     uns = _uns_safe({"key_added": key_added, "model": str(model_dir), "genes": model.genes})
     _write_embedded(source, out, key_added, latent, uns)
-    _echo(f"wrote {out}: {latent.shape[0]} cells, obsm['{key_added}'] of width {latent.shape[1]}")
+    echo(f"wrote {out}: {latent.shape[0]} cells, obsm['{key_added}'] of width {latent.shape[1]}")

@@ -15,8 +15,8 @@ from pathlib import Path
 import typer
 
 from scivae._atomic import write_text_atomic
+from scivae_cli.common import Accelerator, Threads, set_threads
 from scivae_cli.fit_output import check_writable
-
 
 #: Below this many entries a file of only valid, distinct molecules is unremarkable.
 FILTERED_MIN_ENTRIES = 20
@@ -56,18 +56,20 @@ def evaluate(
         help="Trust --train to hold RDKit canonical SMILES (skips canonicalising it; much faster on big sets).",
     ),
     n_jobs: int = typer.Option(1, "--n-jobs", help="Worker processes for RDKit (-1: all cores)."),
-    device: str = typer.Option("cpu", "--device", help="Torch device for ChemNet (FCD) and Tanimoto."),
+    accelerator: Accelerator = "cpu",
     batch_size: int = typer.Option(512, "--batch-size", help="ChemNet batch size."),
+    threads: Threads = 0,
 ) -> None:
     """MOSES metrics of generated molecules: valid, unique@k, Novelty, IntDiv, Filters, FCD, SNN, Frag, Scaf."""
-    from scivae.checks import check_device, positive_int
-    from scivae.molecules.io import read_smiles_entries
+    from scivae.core.options import check_device, positive_int
+    from scivae.molecules.data import read_smiles_entries
     from scivae.molecules.metrics import ReferenceStats, compute_metrics, compute_reference_stats
 
     positive_int(batch_size, "batch_size")
     if n_jobs != -1:
-        positive_int(n_jobs, "n_jobs", flag="--n-jobs (-1: all cores)")
-    check_device(device)
+        positive_int(n_jobs, "n_jobs")
+    device = str(check_device(accelerator, "accelerator"))
+    set_threads(threads)
     for target, flag in ((json_out, "--json"), (test_stats if test is not None else None, "--test-stats")):
         if target is not None:
             check_writable(Path(target).parent, flag)

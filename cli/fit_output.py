@@ -32,13 +32,12 @@ from typing import Any
 import typer
 
 from scivae._atomic import replace_dir, temporary_sibling, write_text_atomic
-from scivae.core.distributed import launched_rank
 from scivae.errors import CheckpointError, OutputError, OutputLockedError
 
 LOCK_FILE = ".scivae-fit.lock"
 CHECKPOINT_DIR = "checkpoints"
 RUN_FILE = "run.json"
-CHECKPOINT_FILE = "last.ckpt"  # scivae.core.resume.CHECKPOINT_FILE, without importing torch here
+CHECKPOINT_FILE = "last.ckpt"  # scivae.core.train.resume.CHECKPOINT_FILE, without importing torch here
 #: Files whose presence makes a folder a finished scivae fit output.
 FINISHED_MARKERS = ("metrics.json", "model/config.json")
 
@@ -99,6 +98,8 @@ class FitOutput:
         self.published = False
         # the other processes of a DDP run re-run the command: they train with rank 0's lock and checkpoint
         # folder, and write nothing
+        from scivae.core.distributed import launched_rank
+
         self.secondary = launched_rank() > 0
         self._lock: Any = None
         self._created: Path | None = None
@@ -308,27 +309,18 @@ def input_identity(data: Path) -> dict[str, Any]:
     return {"path": str(data.resolve()), "bytes": sum(s.st_size for s in stats), "mtime_ns": newest}
 
 
-def fit_and_publish(
-    output: FitOutput,
-    fit: Callable[[dict[str, Any]], Any],
-    write: Callable[[Path, Any], None],
-    *,
-    checkpoint_every: float | None = 10.0,
-) -> Any:
+def fit_and_publish(output: FitOutput, fit: Callable[[dict[str, Any]], Any], write: Callable[[Path, Any], None]) -> Any:
     """Run ``fit(checkpoint_kwargs)`` in the locked ``OUT`` and publish ``write(folder, fit_result)`` atomically.
 
-    ``checkpoint_kwargs`` are :func:`scivae.core.fit_module`'s ``checkpoint_dir``, ``resume_from`` and
-    ``checkpoint_every_minutes``. A fit that diverges after at least one epoch still publishes its last good
+    ``checkpoint_kwargs`` are :func:`scivae.core.fit_module`'s ``checkpoint_dir`` and ``resume_from`` (how often
+    to save is a training option, ``checkpoint_every_minutes``). A fit that diverges after at least one epoch still
+    publishes its last good
     weights and report (``diverged: true``), keeps its last good checkpoint, and raises
     :class:`~scivae.errors.DivergenceError` (exit code 3).
     """
     from scivae.errors import DivergenceError
 
-    kwargs = {
-        "checkpoint_dir": output.checkpoint_dir,
-        "resume_from": output.resume_from,
-        "checkpoint_every_minutes": checkpoint_every or None,
-    }
+    kwargs = {"checkpoint_dir": output.checkpoint_dir, "resume_from": output.resume_from}
     with output:
         try:
             result = fit(kwargs)
@@ -337,9 +329,9 @@ def fit_and_publish(
             epoch = partial.metrics.get("weights_epoch") if partial is not None else None
             if epoch is not None:
                 output.publish(lambda tmp: write(tmp, partial), keep_checkpoint=True)
-                e.args = (
-                    f"{e.args[0]}. {output.out} holds the weights of epoch {epoch}, the last good ones, with the "
-                    f"report; the last good checkpoint is in {output.checkpoint_dir}",
+                e.append(
+                    f". {output.out} holds the weights of epoch {epoch}, the last good ones, with the report; the "
+                    f"last good checkpoint is in {output.checkpoint_dir}"
                 )
             raise
         output.publish(lambda tmp: write(tmp, result))

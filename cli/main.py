@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import functools
 import importlib
-import os
 import sys
 import time
 import warnings
@@ -22,6 +21,7 @@ import typer
 
 from scivae import __version__
 from scivae.errors import DivergenceError, ScivaeInputError
+from scivae_cli.common import flag
 
 app = typer.Typer(
     name="scivae",
@@ -29,13 +29,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without <bool> metavars, and no rich import at start-up
 )
-
-#: fit options that do not change the result (they may differ between a fit and its --resume)
-_NOT_SETTINGS = ("data", "out", "threads", "resume", "force", "checkpoint_dir", "checkpoint_every")
-
-CELL_SUFFIXES = (".h5ad", ".zarr", ".h5")
-MOLECULE_SUFFIXES = (".smi", ".txt", ".csv", ".csv.gz", ".smi.gz", ".txt.gz")
 
 
 def fail(message: str) -> None:
@@ -45,8 +40,12 @@ def fail(message: str) -> None:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    return _first_line_of(str(e)) if str(e).strip() else type(e).__name__
+
+
+def _first_line_of(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else "error"
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,9 +57,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except ScivaeInputError as e:
-            fail(_first_line(e))
+            fail(_first_line_of(e.render(flag)))
         except DivergenceError as e:
-            typer.echo(f"error: {_first_line(e)}", err=True)
+            typer.echo(f"error: {_first_line_of(e.render(flag))}", err=True)
             raise typer.Exit(code=3) from None
         except FileNotFoundError as e:
             fail(f"{e.filename or e}: no such file; check the path")
@@ -157,253 +156,12 @@ def demo_1d(
     typer.echo(f"ELBO = -(recon + KL)     = {result.elbo:.3f}")
 
 
-def _usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which containers and schedulers set)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _cpu_times() -> tuple[float, float] | None:
-    """(idle, total) jiffies of all CPUs from /proc/stat, or None off Linux."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [float(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return fields[3] + (fields[4] if len(fields) > 4 else 0.0), sum(fields[:8])
-
-
-def auto_threads(window_s: float = 0.5) -> int:
-    """Torch threads for ``--threads 0``: the usable cores that other processes leave idle, at least one.
-
-    Threads that share a core with another busy process make every parallel step wait for the slowest one, so
-    a fit on a busy machine runs several times slower with every core than with the idle ones alone
-    (benchmarks/molecules/RESULTS.md). The idle share is read over ``window_s`` seconds from /proc/stat.
-    """
-    usable = _usable_cores()
-    first = _cpu_times()
-    if first is None:
-        return usable
-    time.sleep(window_s)
-    second = _cpu_times()
-    if second is None or second[1] <= first[1]:
-        return usable
-    idle_share = (second[0] - first[0]) / (second[1] - first[1])
-    idle_cores = idle_share * (os.cpu_count() or usable)
-    return max(1, min(usable, int(idle_cores + 0.25)))
-
-
-def _data_kind(data: Path) -> str:
-    name = data.name.lower()
-    if name.endswith(MOLECULE_SUFFIXES):
-        return "molecules"
-    is_10x_dir = data.is_dir() and any((data / f).exists() for f in ("matrix.mtx", "matrix.mtx.gz"))
-    if name.endswith(CELL_SUFFIXES) or is_10x_dir:
-        return "cells"
-    raise ScivaeInputError(
-        f"{data.name}: unknown data type; scivae fit reads cells from .h5ad/.zarr/.h5 or a 10x matrix folder and "
-        "molecules from .smi/.txt/.csv/.csv.gz"
-    )
-
-
-@app.command("fit")
-@user_errors
-def fit(
-    data: Annotated[Path, typer.Argument(help="Cells: .h5ad/.zarr/10x .h5 or folder. Molecules: .smi/.txt/.csv(.gz).")],
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output folder (default: DATA.scivae/ beside it).")
-    ] = None,
-    layer: Annotated[str | None, typer.Option(help="[cells] Layer holding raw counts.")] = None,
-    batch_key: Annotated[str | None, typer.Option(help="[cells] obs column with the batch.")] = None,
-    likelihood: Annotated[str, typer.Option(help="[cells] nb, zinb or poisson.")] = "nb",
-    n_top_genes: Annotated[int | None, typer.Option(help="[cells] Keep this many highly variable genes.")] = None,
-    alphabet: Annotated[
-        str | None,
-        typer.Option(help="[molecules] smiles, kekule (SMILES in Kekulé form) or selfies; default: the model's."),
-    ] = None,
-    column: Annotated[str | None, typer.Option(help="[molecules] CSV column holding SMILES.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="[molecules] Drop longer strings (tokens).")] = None,
-    architecture: Annotated[
-        str,
-        typer.Option(help="[molecules] Size preset: auto (gpu with CUDA, else cpu), cpu (small) or gpu (MOSES VAE)."),
-    ] = "auto",
-    prior: Annotated[
-        str | None,
-        typer.Option(
-            help="[molecules] Latent prior fitted after training, which generate samples from: midpoints (default), "
-            "flow, gmm or standard (N(0, I))."
-        ),
-    ] = None,
-    n_latent: Annotated[int | None, typer.Option(help="Latent dimensions.")] = None,
-    max_epochs: Annotated[int | None, typer.Option(help="Maximum epochs (early stopping may stop sooner).")] = None,
-    max_time: Annotated[
-        float | None,
-        typer.Option(help="Training budget in minutes (a cosine learning rate then reaches 0 when it is spent)."),
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
-    kl_schedule: Annotated[str | None, typer.Option(help="constant, linear, cyclical or sigmoid.")] = None,
-    kl_warmup: Annotated[int | None, typer.Option(help="Linear KL warm-up length in steps.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate (default: the model's).")] = None,
-    lr_schedule: Annotated[
-        str | None,
-        typer.Option(help="constant or cosine (decays to 0 at --max-epochs or --max-time); default: the model's."),
-    ] = None,
-    free_bits: Annotated[float | None, typer.Option(help="Free bits per latent dimension (nats).")] = None,
-    beta: Annotated[float | None, typer.Option(help="KL multiplier (beta-VAE).")] = None,
-    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
-    devices: Annotated[str, typer.Option(help="Devices per node for Lightning ('auto', a count or a list).")] = "auto",
-    strategy: Annotated[
-        str, typer.Option(help="Lightning strategy: auto, or ddp for several devices or nodes (one process each).")
-    ] = "auto",
-    num_nodes: Annotated[int, typer.Option(help="Nodes for --strategy ddp (Lightning reads SLURM/torchrun).")] = 1,
-    early_stopping: Annotated[
-        bool,
-        typer.Option("--early-stopping/--no-early-stopping", help="Stop when the validation ELBO stops improving."),
-    ] = True,
-    patience: Annotated[int, typer.Option(help="Epochs without improvement before early stopping.")] = 20,
-    backed: Annotated[
-        bool, typer.Option("--backed", help="[cells] Stream the .h5ad from disk in chunks instead of loading it.")
-    ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    threads: Annotated[
-        int,
-        typer.Option(
-            help="CPU threads for torch; 0: the cores other processes leave idle when the fit starts (at least 1)."
-        ),
-    ] = 0,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted fit from its last checkpoint (same options).")
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace a finished output, or start an interrupted fit over.")
-    ] = False,
-    checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="Where checkpoints go (default OUT/checkpoints; removed after a finished fit).")
-    ] = None,
-    checkpoint_every: Annotated[
-        float, typer.Option(help="Minutes between checkpoints inside an epoch (0: at epoch ends only).")
-    ] = 10.0,
-) -> None:
-    """Fit a VAE on a count matrix (.h5ad) or a SMILES file, and write the model, embedding and report.
-
-    A checkpoint is kept at every epoch end (and every --checkpoint-every minutes) while the fit runs: after an
-    interruption, even kill -9, the same command with --resume continues it and ends with the same model.
-    """
-    # everything that determines the fit: a --resume must repeat it
-    settings = {k: v for k, v in locals().items() if k not in _NOT_SETTINGS}
-    from scivae.checks import check_accelerator, positive_float, positive_int
-    from scivae.core.schedules import make_schedule
-    from scivae_cli.fit_output import input_identity
-
-    if not data.exists():
-        raise ScivaeInputError(f"{data}: no such file or folder; check the path")
-    positive_int(threads, "threads", minimum=0)
-    for name in ("n_latent", "max_epochs", "batch_size", "n_top_genes", "max_length"):
-        if locals()[name] is not None:
-            positive_int(locals()[name], name)
-    positive_int(num_nodes, "num_nodes")
-    positive_int(patience, "patience")
-    if kl_warmup is not None:
-        positive_int(kl_warmup, "kl_warmup", minimum=0)
-    if free_bits is not None:
-        positive_float(free_bits, "free_bits", allow_zero=True)
-    if beta is not None:
-        positive_float(beta, "beta")
-    positive_float(checkpoint_every, "checkpoint_every", allow_zero=True)
-    check_accelerator(accelerator, devices)
-    make_schedule(kl_schedule)
-    kind = _data_kind(data)
-    import torch
-
-    torch.set_num_threads(threads or auto_threads())
-    common: dict[str, Any] = dict(
-        out=out,
-        n_latent=n_latent,
-        max_epochs=max_epochs,
-        max_time=max_time,
-        batch_size=batch_size,
-        kl_schedule=kl_schedule,
-        kl_warmup=kl_warmup,
-        lr=lr,
-        lr_schedule=lr_schedule,
-        free_bits=free_bits,
-        beta=beta,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_nodes=num_nodes,
-        early_stopping=early_stopping,
-        patience=patience,
-        seed=seed,
-        resume=resume,
-        force=force,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        settings={**settings, "input": input_identity(data)},
-    )
-    from scivae.core.training_plan import LR_SCHEDULES
-
-    if lr_schedule is not None and lr_schedule not in LR_SCHEDULES:
-        raise ScivaeInputError(f"--lr-schedule {lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
-    if lr is not None and not lr > 0:
-        raise ScivaeInputError(f"--lr must be > 0, got {lr}")
-    if max_time is not None and not max_time > 0:
-        raise ScivaeInputError(f"--max-time must be > 0 minutes, got {max_time}")
-    if kind == "cells":
-        if (
-            alphabet is not None
-            or column is not None
-            or max_length is not None
-            or architecture != "auto"
-            or prior is not None
-        ):
-            raise ScivaeInputError(
-                "--alphabet, --column, --max-length, --architecture and --prior apply to molecule files, not to cells"
-            )
-        from scivae.cells.likelihoods import LIKELIHOODS
-
-        if likelihood not in LIKELIHOODS:
-            raise ScivaeInputError(f"unknown likelihood {likelihood!r}: use one of {', '.join(LIKELIHOODS)}")
-        runner = importlib.import_module("scivae_cli.cells").fit_cells
-        runner(
-            data,
-            layer=layer,
-            batch_key=batch_key,
-            likelihood=likelihood,
-            n_top_genes=n_top_genes,
-            backed=backed,
-            **common,
-        )
-    else:
-        if layer is not None or batch_key is not None or likelihood != "nb" or n_top_genes is not None or backed:
-            raise ScivaeInputError(
-                "--layer, --batch-key, --likelihood, --n-top-genes and --backed apply to cells, not to molecules"
-            )
-        from scivae.molecules.tokenizer import check_alphabet
-
-        if alphabet is not None:
-            check_alphabet(alphabet)
-        runner = importlib.import_module("scivae_cli.molecules").fit_molecules
-        if prior is not None and prior not in ("midpoints", "flow", "gmm", "standard"):
-            raise ScivaeInputError(f"--prior {prior!r}: use midpoints, flow, gmm or standard")
-        runner(
-            data,
-            alphabet=alphabet,
-            column=column,
-            max_length=max_length,
-            architecture=architecture,
-            prior=prior,
-            **common,
-        )
-
-
 def _register(name: str, module: str, attr: str) -> None:
     """Register an adapter command; adapter CLI modules import their heavy stacks inside the commands."""
     app.command(name)(user_errors(getattr(importlib.import_module(module), attr)))
 
 
+_register("fit", "scivae_cli.fit", "fit")
 _register("embed", "scivae_cli.cells", "embed")
 _register("generate", "scivae_cli.molecules", "generate")
 _register("interpolate", "scivae_cli.molecules", "interpolate")

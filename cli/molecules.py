@@ -14,20 +14,13 @@ import typer
 
 from scivae._atomic import write_text_atomic
 from scivae.errors import ScivaeInputError
-from scivae_cli.fit_output import FitOutput, check_writable, fit_and_publish
+from scivae_cli.common import MODEL_HELP, Accelerator, Threads, echo, set_threads
+from scivae_cli.fit_output import check_writable
 
-#: Defaults of ``scivae fit`` on molecules (None on the command line means "use these"); ``check_samples``
-#: prior samples are drawn after the fit for the report's validity figure. Everything else is
-#: :class:`~scivae.MolVAE`'s default.
-FIT_DEFAULTS: dict[str, Any] = {"max_epochs": 50, "batch_size": 128, "check_samples": 1000}
 #: Extra :class:`~scivae.MolVAE` arguments of ``scivae fit`` (empty: the model's defaults; tests shrink it).
 MODEL_OVERRIDES: dict[str, Any] = {}
 #: The prior samples drawn after the fit (``smiles``, ``valid``), written beside the model and the report.
 SAMPLES_FILE = "samples.csv"
-
-
-def _echo(msg: str) -> None:
-    typer.echo(msg, err=True)
 
 
 def default_out(data: Path) -> Path:
@@ -40,146 +33,89 @@ def default_out(data: Path) -> Path:
     return data.parent / f"{name}.scivae"
 
 
-def fit_molecules(
-    data: Path,
-    *,
-    out: Path | None = None,
-    alphabet: str | None = None,
-    column: str | None = None,
-    max_length: int | None = None,
-    architecture: str = "auto",
-    prior: str | None = None,
-    n_latent: int | None = None,
-    max_epochs: int | None = None,
-    max_time: float | None = None,
-    batch_size: int | None = None,
-    kl_schedule: str | None = None,
-    kl_warmup: int | None = None,
-    lr: float | None = None,
-    lr_schedule: str | None = None,
-    free_bits: float | None = None,
-    beta: float | None = None,
-    accelerator: str = "auto",
-    devices: str = "auto",
-    strategy: str = "auto",
-    num_nodes: int = 1,
-    early_stopping: bool = True,
-    patience: int = 20,
-    seed: int = 0,
-    resume: bool = False,
-    force: bool = False,
-    checkpoint_dir: Path | None = None,
-    checkpoint_every: float = 10.0,
-    settings: dict[str, Any] | None = None,
-) -> None:
-    """Train a molecule VAE on a SMILES file; write ``OUT/model/``, ``OUT/samples.csv`` and the fit report.
+#: The command-line adapter's kind, and the ``scivae fit`` options only it takes (besides n_latent, beta,
+#: free_bits and seed).
+KIND = "molecules"
+OPTIONS = ("alphabet", "column", "max_length", "architecture", "prior")
+#: Prior samples drawn after the fit for the report's validity figure (tests shrink it).
+CHECK_SAMPLES = 1000
 
-    ``None`` arguments take :class:`~scivae.MolVAE`'s defaults (architecture sized for the device, 50 epochs
-    with early stopping or ``max_time`` minutes, batch 128, cosine learning rate, linear KL warm-up). The three
-    outputs appear together, as one folder swapped into place (see :mod:`scivae_cli.fit_output` for
-    ``resume``, ``force`` and checkpoints).
-    """
-    from scivae.checks import positive_int
-    from scivae.core import make_schedule, write_fit_report
+
+def build(data: Path, options: dict[str, Any]) -> tuple[Any, None]:
+    """Read the SMILES file and make the :class:`~scivae.MolVAE` of ``scivae fit``."""
     from scivae.molecules import MolVAE, read_smiles_file
     from scivae.molecules.tokenizer import check_alphabet
-    from scivae.molecules.vae import DEFAULT_PRIOR
 
-    data = Path(data)
-    alphabet = check_alphabet(alphabet or MolVAE.DEFAULT_ALPHABET)
-    out = Path(out) if out is not None else default_out(data)
-    epochs = positive_int(max_epochs if max_epochs is not None else FIT_DEFAULTS["max_epochs"], "max_epochs")
-    bs = positive_int(batch_size if batch_size is not None else FIT_DEFAULTS["batch_size"], "batch_size")
-    options: dict[str, Any] = {"lr": lr, "lr_schedule": lr_schedule, "kl_warmup": kl_warmup, "max_time": max_time}
-    if kl_schedule is not None:
-        options["kl_schedule"] = make_schedule(kl_schedule, warmup=kl_warmup)
-    output = FitOutput(out, data, settings=settings, resume=resume, force=force, checkpoint_dir=checkpoint_dir)
-    output.check()
+    prior = options.get("prior")
+    if prior is not None and prior not in ("midpoints", "flow", "gmm", "standard"):
+        raise ScivaeInputError(f"{{prior}}={prior!r}: use midpoints, flow, gmm or standard", "prior")
+    alphabet = check_alphabet(options.get("alphabet") or MolVAE.DEFAULT_ALPHABET)
+    molecules = read_smiles_file(data, column=options.get("column"), max_length=options.get("max_length"))
+    echo(f"read {molecules.summary()}")
+    given = {k: options[k] for k in ("n_latent", "beta", "free_bits", "seed") if k in options}
+    vae = MolVAE(molecules, architecture=options.get("architecture") or "auto", **MODEL_OVERRIDES, alphabet=alphabet,
+                 **given)  # fmt: skip
+    echo(f"{vae!r}; vocabulary of {len(vae.vocab)} tokens, longest molecule {vae.vocab.max_tokens} tokens")
+    return vae, None
 
-    molecules = read_smiles_file(data, column=column, max_length=max_length)
-    _echo(f"read {molecules.summary()}")
-    kwargs: dict[str, Any] = {"architecture": architecture, **MODEL_OVERRIDES, "alphabet": alphabet, "seed": seed}
-    if n_latent is not None:
-        kwargs["n_latent"] = n_latent
-    if free_bits is not None:
-        kwargs["free_bits"] = free_bits
-    if beta is not None:
-        kwargs["beta"] = beta
-    vae = MolVAE(molecules, **kwargs)
-    _echo(f"{vae!r}; vocabulary of {len(vae.vocab)} tokens, longest molecule {vae.vocab.max_tokens} tokens")
-    if resume:
-        _echo(f"resuming from {output.checkpoint}")
 
-    def fit(checkpointing: dict[str, Any]) -> Any:
-        vae.fit(
-            max_epochs=epochs,
-            batch_size=bs,
-            accelerator=accelerator,
-            devices=devices,
-            strategy=strategy,
-            num_nodes=num_nodes,
-            early_stopping=early_stopping,
-            patience=patience,
-            seed=seed,
-            prior=None if prior == "standard" else (prior or DEFAULT_PRIOR),
-            **{k: v for k, v in options.items() if v is not None},
-            **checkpointing,
-        )
-        return vae.fit_result
+def fit_arguments(options: dict[str, Any]) -> dict[str, Any]:
+    """Arguments of ``MolVAE.fit`` beyond the training options: the prior fitted after training."""
+    from scivae.molecules.model import DEFAULT_PRIOR
 
-    n_check = int(FIT_DEFAULTS["check_samples"])
-    samples: dict[str, Any] = {}
+    prior = options.get("prior")
+    return {"prior": None if prior == "standard" else (prior or DEFAULT_PRIOR)}
 
-    def write(folder: Path, result: Any) -> None:
-        check = vae.sample(n_check, seed=seed)
-        valid = check.loc[check["valid"], "smiles"]
-        samples.update(
-            n=n_check,
-            valid=float(check["valid"].mean()),
-            unique_valid=int(valid.nunique()),
-            novel_valid=int(len(set(valid) - set(vae.training_smiles))),
-            seed=seed,
-            prior="learned" if vae.learned_prior is not None else "standard",
-        )
-        extra = {
-            "data": {
-                "path": str(data),
-                "alphabet": alphabet,
-                "n_molecules": len(vae.training_smiles),
-                "summary": vae.data_summary,
-            },
-            "prior_samples": dict(samples),
-        }
-        vae.save(folder / "model")
-        check.to_csv(folder / SAMPLES_FILE, index=False)
-        write_fit_report(folder, result, extra=extra)
 
-    result = fit_and_publish(output, fit, write, checkpoint_every=checkpoint_every)
-    if not result.is_global_zero:  # the other DDP processes only trained
-        return
+def write(
+    folder: Path, model: Any, result: Any, *, source: Any, data: Path, model_options: dict[str, Any], options: Any
+) -> None:
+    """``model/``, ``samples.csv`` (prior samples behind the report's validity) and the fit report."""
+    from scivae.pl.report import write_fit_report
+
+    seed = int(model_options.get("seed", 0))
+    check = model.sample(CHECK_SAMPLES, seed=seed)
+    valid = check.loc[check["valid"], "smiles"]
+    samples = {
+        "n": CHECK_SAMPLES,
+        "valid": float(check["valid"].mean()),
+        "unique_valid": int(valid.nunique()),
+        "novel_valid": int(len(set(valid) - set(model.training_smiles))),
+        "seed": seed,
+        "prior": "learned" if model.learned_prior is not None else "standard",
+    }
+    extra = {
+        "data": {
+            "path": str(data),
+            "alphabet": model.alphabet,
+            "n_molecules": len(model.training_smiles),
+            "summary": model.data_summary,
+        },
+        "prior_samples": samples,
+        "params": {**model_options, "training": options.to_dict()},
+    }
+    model.save(folder / "model")
+    check.to_csv(folder / SAMPLES_FILE, index=False)
+    write_fit_report(folder, result, extra=extra)
+
+
+def summary(model: Any, result: Any, out: Path) -> list[str]:
+    """The lines ``scivae fit`` ends with."""
     m = result.metrics
-    _echo(
+    prior = "learned" if model.learned_prior is not None else "standard"
+    return [
         f"trained {m.get('epochs_trained')} epochs in {m.get('time_s', 0):.0f} s; validation ELBO "
         f"{m.get('elbo_validation', float('nan')):.2f} nats/molecule, KL {m.get('kl_validation', float('nan')):.2f}, "
-        f"{m.get('active_units')}/{vae.n_latent} active units; {n_check} prior samples ({samples['prior']} prior): "
-        f"{samples['valid']:.3f} valid"
-    )
-    _echo(f"model: {out / 'model'}  samples: {out / SAMPLES_FILE}  report: {out / 'metrics.json'}")
+        f"{m.get('active_units')}/{model.n_latent} active units; prior: {prior}",
+        f"model: {out / 'model'}  samples: {out / SAMPLES_FILE}  report: {out / 'metrics.json'}",
+    ]
 
 
-def _device(name: str) -> str:
-    """Check a ``--device`` name: ``auto``, ``cpu``, or an available CUDA device."""
-    import torch
+def _device(accelerator: str) -> str:
+    """The torch device of ``--accelerator`` (auto, cpu, gpu, cuda, cuda:N), checked."""
+    from scivae.core.options import check_device
 
-    try:
-        device = torch.device("cuda" if name == "auto" and torch.cuda.is_available() else name.replace("auto", "cpu"))
-    except RuntimeError:
-        raise ScivaeInputError(f"--device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ScivaeInputError(f"--device {name}: no CUDA device is available here; use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise ScivaeInputError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
-    return str(device)
+    return str(check_device(accelerator, "accelerator"))
 
 
 def _load(model_dir: Path) -> Any:
@@ -188,7 +124,6 @@ def _load(model_dir: Path) -> Any:
     return MolVAE.load(model_dir)
 
 
-MODEL_HELP = "Output folder of `scivae fit` (OUT) or its model folder (OUT/model)."
 
 
 def generate(
@@ -229,14 +164,15 @@ def generate(
             "--syntax/--raw", help="SMILES models: mask tokens that break SMILES syntax (--raw: the model's own)."
         ),
     ] = True,
-    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda or cuda:N.")] = "auto",
+    accelerator: Accelerator = "auto",
+    threads: Threads = 0,
 ) -> None:
     """Sample molecules from a trained molecule VAE's prior; print SMILES or write them to a file.
 
     Every one of the n decoded strings is written, invalid ones included (an empty line where nothing was
     decoded), so that `scivae evaluate` gives MOSES's figures over all generated strings.
     """
-    from scivae.checks import positive_float, positive_int
+    from scivae.core.options import positive_float, positive_int
 
     if n < 1:
         raise ScivaeInputError(f"-n must be >= 1, got {n}")
@@ -248,6 +184,7 @@ def generate(
         raise ScivaeInputError(f"{output.name}: write to a .smi, .txt or .csv file")
     if output is not None:
         check_writable(output.parent, "-o")
+    set_threads(threads)
     vae = _load(model_dir)
     df = vae.sample(
         n,
@@ -256,19 +193,19 @@ def generate(
         batch_size=batch_size,
         seed=seed,
         syntax=syntax,
-        device=_device(device),
+        device=_device(accelerator),
         prior=prior,
     )
     n_valid = int(df["valid"].sum())
     n_distinct = int(df.loc[df["valid"], "smiles"].nunique())
     used = "learned" if prior != "standard" and vae.learned_prior is not None else "standard"
-    _echo(f"sampled {n} from the {used} prior: {n_valid} valid ({n_valid / n:.3f}), {n_distinct} distinct valid")
+    echo(f"sampled {n} from the {used} prior: {n_valid} valid ({n_valid / n:.3f}), {n_distinct} distinct valid")
     if valid_only:
         df = df[df["valid"]]
     if unique:
         df = df[df["valid"]].drop_duplicates("smiles")
     if valid_only or unique:
-        _echo(
+        echo(
             "warning: the output holds only the valid"
             + (" distinct" if unique else "")
             + " molecules: `scivae evaluate` on it overstates validity and uniqueness (MOSES counts all n generated "
@@ -283,7 +220,7 @@ def generate(
     else:
         text = "".join(f"{s}\n" for s in strings)
     write_text_atomic(output, text)
-    _echo(f"wrote {len(df)} strings to {output}")
+    echo(f"wrote {len(df)} strings to {output}")
 
 
 def interpolate(
@@ -293,6 +230,7 @@ def interpolate(
     steps: Annotated[int, typer.Option(help="Points on the path, end points included.")] = 10,
     method: Annotated[str, typer.Option(help="slerp or linear.")] = "slerp",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON records instead of a table.")] = False,
+    threads: Threads = 0,
 ) -> None:
     """Decode molecules along the latent path between two molecules (greedy decoding).
 
@@ -300,13 +238,14 @@ def interpolate(
     """
     import warnings
 
+    set_threads(threads)
     vae = _load(model_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         df = vae.interpolate(smiles_a, smiles_b, steps=steps, method=method)
     for w in caught:
         if issubclass(w.category, UserWarning):
-            _echo(f"warning: {w.message}")
+            echo(f"warning: {w.message}")
     if json_out:
         typer.echo(df.to_json(orient="records"))  # NaN similarities as null
         return

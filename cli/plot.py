@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from scivae.errors import ScivaeInputError
+from scivae_cli.common import Threads, set_threads
 
 UMAP_FILE = "latent_umap.png"
 MOLECULES_FILE = "molecules.png"
@@ -75,14 +76,16 @@ def plot(
     ] = None,
     n_molecules: Annotated[int, typer.Option(help="[molecules] Prior samples in molecules.png.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the UMAP layout and the molecule samples.")] = 0,
+    threads: Threads = 0,
 ) -> None:
     """Draw the pictures of a fit: training curves, KL per dimension, rate-distortion, and a latent UMAP
     (cells) or a grid of sampled molecules (molecules)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from scivae.core.report import write_fit_plots
+    from scivae.pl.report import write_fit_plots
 
+    set_threads(threads)
     if not (fit_dir / "history.csv").is_file():
         raise ScivaeInputError(f"{fit_dir} has no history.csv: pass the output folder of `scivae fit`")
     if n_molecules < 1:

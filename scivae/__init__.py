@@ -12,7 +12,7 @@ _LAZY = {
     "CellVAE": ("scivae.cells", "CellVAE"),
     "MolVAE": ("scivae.molecules", "MolVAE"),
     "GaussianVAE": ("scivae.dense", "GaussianVAE"),
-    "load": ("scivae.core.model", "load"),
+    "load": ("scivae.core.model.base", "load"),
     "tl": ("scivae.tl", None),
     "pl": ("scivae.pl", None),
     "latent": ("scivae.latent", None),
@@ -41,3 +41,8 @@ def __getattr__(name: str) -> Any:
             f"scivae.{name} needs {e.name}, which is not installed: pip install 'scivae[{extra}]'", name=e.name
         ) from None
     return module if attr is None else getattr(module, attr)
+
+
+def __dir__() -> list[str]:
+    # tab completion and dir() show the public API, not the modules this one imports
+    return list(__all__)

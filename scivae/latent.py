@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scivae.core.data import RowOutputs, iterate_batches
-from scivae.core.model import BaseModel, select_rows
+from scivae.core.data.arrays import RowOutputs, iterate_batches
+from scivae.core.model.base import BaseModel, select_rows
 from scivae.core.seeding import cpu_generator
 from scivae.errors import ScivaeInputError
 
@@ -365,3 +365,8 @@ def nearest_neighbors(model: BaseModel, item: Any, data: Any = None, *, k: int =
     keep = np.flatnonzero(np.asarray(labels, dtype=object) != query)
     best = keep[np.argsort(dist[keep], kind="stable")[: int(k)]]
     return pd.DataFrame({"item": [labels[i] for i in best], "position": best, "distance": dist[best]})
+
+
+def __dir__() -> list[str]:
+    # tab completion and dir() show the public API, not the modules this one imports
+    return list(__all__)

@@ -73,7 +73,8 @@ def embed(
         Also return the trained :class:`~scivae.CellVAE` (for :mod:`scivae.latent` and :mod:`scivae.pl`).
     **kwargs
         Further arguments of :class:`~scivae.CellVAE` (``likelihood``, ``n_top_genes``, ``n_hidden``...) and
-        of :meth:`~scivae.CellVAE.fit` (``batch_size``, ``accelerator``, ``seed``, ``kl_schedule``...).
+        training options of :meth:`~scivae.CellVAE.fit` (:class:`~scivae.core.options.TrainingOptions`:
+        ``batch_size``, ``accelerator``, ``seed``, ``kl_schedule``...).
 
     Returns
     -------
@@ -91,13 +92,11 @@ def embed(
 
     if not isinstance(adata, ad.AnnData):
         raise ScivaeInputError(f"embed needs an AnnData, got {type(adata).__name__}")
+    from scivae.core.model.base import RUN_ARGS
+    from scivae.core.options import FIELDS
+
     init_names = set(inspect.signature(CellVAE.__init__).parameters) - {"self", "adata"}
-    fit_names = set(inspect.signature(CellVAE.fit).parameters) - {"self", "fit_kwargs"}
-    fit_core = {
-        "checkpoint_dir", "log_dir", "max_time", "n_samples", "precision", "gradient_clip_val", "resume_from",
-        "checkpoint_every_minutes", "max_skipped_steps",
-    }  # fmt: skip
-    unknown = set(kwargs) - init_names - fit_names - fit_core
+    unknown = set(kwargs) - init_names - FIELDS - RUN_ARGS
     if unknown:
         raise ScivaeInputError(
             f"unknown argument(s) {', '.join(sorted(unknown))}: see help(scivae.tl.embed) for the accepted ones"
@@ -124,3 +123,8 @@ def embed(
     )
     returned = ([target] if copy else []) + ([model] if return_model else [])
     return returned[0] if len(returned) == 1 else (tuple(returned) if returned else None)
+
+
+def __dir__() -> list[str]:
+    # tab completion and dir() show the public API, not the modules this one imports
+    return list(__all__)

@@ -149,7 +149,9 @@ def test_molecules_encode_sample_and_interpolate(mol_model) -> None:
     assert list(path.columns) == ["t", "smiles", "valid"] and list(path["t"]) == [0.0, 0.25, 0.5, 0.75, 1.0]
     ends = latent.reconstruct(mol_model, test[:2])
     assert list(path["smiles"].iloc[[0, -1]]) == list(ends["smiles"])  # the path starts and ends at the codes
-    assert mol_model.interpolate(test[0], test[1], steps=5, method="linear").equals(path)
+    with pytest.warns(UserWarning, match="does not reconstruct"):  # this 3-epoch model rebuilds neither end
+        linear = mol_model.interpolate(test[0], test[1], steps=5, method="linear")
+    assert linear[list(path.columns)].equals(path)  # MolVAE.interpolate adds the end-point columns
     walk = latent.traverse(mol_model, 0, values=[-2.0, 0.0, 2.0], item=QUERY)
     assert list(walk["value"]) == [-2.0, 0.0, 2.0] and walk["valid"].dtype == bool
 

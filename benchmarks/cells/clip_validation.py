@@ -1,26 +1,23 @@
 """Gradient-clipping threshold of CellVAE.fit, chosen on validation cells (never the test cells).
 
-From the repository root (after ``throughput.py`` or ``simulate.py`` wrote the data)::
+From the repository root (after ``throughput`` or ``simulate`` wrote the data)::
 
-    .venv/bin/python benchmarks/cells/clip_validation.py --data benchmarks/out/cells/sim20k.h5ad
+    python -m benchmarks.cells.clip_validation --data benchmarks/out/cells/sim20k.h5ad
 
 Trains CellVAE (defaults otherwise) on the ``split == "train"`` cells for ``--epochs`` epochs at each batch
-size and clipping threshold (gradient norm; ``none`` = no clipping, as scvi-tools) and reports the mean
+size and clipping threshold (gradient norm; ``none`` = no clipping, as scvi-tools; ``--norm``: the hidden-layer
+norm, default scivae's) and reports the mean
 ELBO of the ``split == "validation"`` cells (one z sample). Writes JSON (``--json``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from scivae._atomic import write_text_atomic  # noqa: E402
+from benchmarks.cells._common import DATA_DIR, save_raw
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", nargs="+", default=["10", "100", "none"])
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/out/cells/clip_validation.json")
+    ap.add_argument("--norm", choices=("layer", "batch"), default=None, help="hidden-layer norm (default: scivae's)")
+    ap.add_argument("--json", type=Path, default=DATA_DIR / "clip_validation.json")
     args = ap.parse_args(argv)
 
     import anndata as ad
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             for clip in args.clips:
                 value = None if clip == "none" else float(clip)
-                m = scivae.CellVAE(train, batch_key=key, seed=seed)
+                m = scivae.CellVAE(train, batch_key=key, seed=seed, **({"norm": args.norm} if args.norm else {}))
                 m.fit(
                     max_epochs=args.epochs,
                     batch_size=bs,
@@ -63,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                 elbo = float(np.mean(m.get_elbo(val, seed=seed)))
                 rows.append({"batch_size": bs, "seed": seed, "clip": clip, "validation_elbo": elbo})
                 print(f"batch {bs} seed {seed} clip {clip}: validation ELBO {elbo:.2f}", flush=True)
-    out = {"data": str(args.data), "epochs": args.epochs, "runs": rows, "loadavg_end": os.getloadavg()}
-    write_text_atomic(args.json, json.dumps(out, indent=1) + "\n")
-    print(f"raw figures: {args.json}")
+    out = {"data": str(args.data), "epochs": args.epochs, "norm": args.norm, "runs": rows}
+    save_raw(out, args.json)
     return 0
 
 

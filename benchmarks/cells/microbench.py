@@ -2,8 +2,8 @@
 
 From the repository root::
 
-    .venv/bin/python benchmarks/cells/microbench.py            # about a minute on an idle core
-    .venv/bin/python benchmarks/cells/microbench.py --smoke
+    python -m benchmarks.cells.microbench            # about a minute on an idle core
+    python -m benchmarks.cells.microbench --smoke
 
 1. NB summed over genes, forward + backward with the log-softmax: autograd on the elementwise NB
    (``nb_log_prob(...).sum(-1)``) vs ``nb_log_likelihood`` (hand-written gradient of the dense part,
@@ -21,8 +21,8 @@ From the repository root::
    row slicing over the same buffers, plus the non-zero coordinates: the CPU path) and ``take_rows`` (the
    earlier per-batch path, no coordinates).
 
-Counts are simulated (12 % non-zero, 1 + NB(2, 0.5)) unless ``--data`` names an h5ad (``simulate.py`` /
-``prepare_data.py`` output): then its training cells (``split == "train"`` when present) are used.
+Counts are simulated (12 % non-zero, 1 + NB(2, 0.5)) unless ``--data`` names an h5ad (``simulate`` /
+``prepare_data`` output): then its training cells (``split == "train"`` when present) are used.
 Prints medians (ms per call) over ``--reps`` alternating repetitions and writes them as JSON (``--json``).
 """
 
@@ -40,13 +40,11 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from scivae._atomic import write_text_atomic  # noqa: E402
-from scivae.cells.likelihoods import _lgamma_ratio_table, nb_log_likelihood, nb_log_prob  # noqa: E402
-from scivae.core.data import take_rows  # noqa: E402
-from scivae.core.device_data import DeviceArrays  # noqa: E402
+from benchmarks.cells._common import DATA_DIR
+from scivae._atomic import write_text_atomic
+from scivae.cells.likelihoods import _lgamma_ratio_table, nb_log_likelihood, nb_log_prob
+from scivae.core.data.arrays import take_rows
+from scivae.core.data.device import DeviceArrays
 
 
 def _time(fn, n: int) -> float:
@@ -196,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table-sizes", type=int, nargs="+", default=[4, 8, 12, 16, 32])
     ap.add_argument("--data", type=Path, default=None, help="h5ad of counts (default: simulated)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (about 20 s to compile)")
-    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/out/cells/microbench.json")
+    ap.add_argument("--json", type=Path, default=DATA_DIR / "microbench.json")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
     if args.smoke:

@@ -1,10 +1,10 @@
 """Short fits with LayerNorm vs BatchNorm: does the latent carry information? (validation cells only)
 
-From the repository root, after ``prepare_data.py``::
+From the repository root, after ``prepare_data``::
 
-    .venv/bin/python benchmarks/cells/norm_short_runs.py --data benchmarks/out/cells/pbmc3k.h5ad
+    python -m benchmarks.cells.norm_short_runs --data benchmarks/out/cells/pbmc3k.h5ad
 
-``seeds.py regularisation`` ranks the hidden-layer norms by the validation ELBO of 200-epoch fits, where
+``seeds regularisation`` ranks the hidden-layer norms by the validation ELBO of 200-epoch fits, where
 LayerNorm and BatchNorm tie within the seed noise. This script asks the other question a default must
 answer: on short fits of few cells, does the code stay informative? For each number of ``--cells``
 (random ``split == "train"`` cells, seeded), each norm and each seed, it fits CellVAE (defaults otherwise,
@@ -16,15 +16,11 @@ collapse flag. Test cells are not read. Prints a table and writes JSON (``--json
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from scivae._atomic import write_text_atomic  # noqa: E402
+from benchmarks.cells._common import DATA_DIR, save_raw
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cells", type=int, nargs="+", default=[700, 2000])
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/out/cells/norm_short_runs.json")
+    ap.add_argument("--json", type=Path, default=DATA_DIR / "norm_short_runs.json")
     args = ap.parse_args(argv)
 
     import anndata as ad
@@ -89,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {entry['collapsed']}/{entry['runs']} |"
             )
     out = {"data": str(args.data.name), "epochs": args.epochs, "summary": summary, "runs": rows}
-    out["loadavg_end"] = os.getloadavg()
-    write_text_atomic(args.json, json.dumps(out, indent=1) + "\n")
-    print(f"raw figures: {args.json}")
+    save_raw(out, args.json)
     return 0
 
 

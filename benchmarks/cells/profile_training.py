@@ -2,15 +2,16 @@
 
 From the repository root::
 
-    .venv/bin/python benchmarks/cells/profile_training.py --data benchmarks/out/cells/sim20k.h5ad
-    .venv/bin/python benchmarks/cells/profile_training.py --smoke
+    python -m benchmarks.cells.profile_training --data benchmarks/out/cells/sim20k.h5ad
+    python -m benchmarks.cells.profile_training --smoke
 
 Trains ``CellVAE`` (NB, n_hidden 128, n_latent 10, batch key ``batch`` when present) on the first
 ``--cells`` cells for one warm-up epoch, then profiles one more epoch for each ``--batch-sizes`` and each
 data path (``device``: the default ``DeviceDataModule``; ``host``: the previous ``ArrayDataModule``, which
 slices the scipy matrix per batch), and prints the operators with the most self CPU time, per training
-step. Then it measures :func:`scivae.core.precision.check_bf16` (the mean absolute per-cell ELBO change
-under bf16 autocast, on the CPU) on the trained model. Writes everything as JSON (``--json``).
+step. Then it measures :func:`scivae.core.train.precision.check_bf16` (the mean absolute per-cell ELBO change
+under bf16 autocast, on the CPU) on the trained model. Writes everything as JSON (``--json``). The process tunes
+glibc's malloc first, as ``scivae fit`` does (``scivae.core.train.allocator.tune_allocator``).
 """
 
 from __future__ import annotations
@@ -23,19 +24,18 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from scivae._atomic import write_text_atomic  # noqa: E402
+from benchmarks.cells._common import DATA_DIR
+from scivae._atomic import write_text_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=None, help="h5ad from simulate.py (default: simulated here)")
+    ap.add_argument("--data", type=Path, default=None, help="h5ad from simulate (default: simulated here)")
     ap.add_argument("--cells", type=int, default=8000)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/out/cells/profile.json")
+    ap.add_argument("--json", type=Path, default=DATA_DIR / "profile.json")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
 
@@ -44,15 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     import scivae
-    from scivae.core.precision import check_bf16
+    from scivae.core.train.allocator import tune_allocator
+    from scivae.core.train.precision import check_bf16
 
+    tune_allocator()
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
     if args.smoke:
         args.cells, args.batch_sizes, args.top = 400, [64], 5
     if args.data is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from simulate import simulate
+        from benchmarks.cells.simulate import simulate
 
         adata = simulate(args.cells, n_genes=200 if args.smoke else 2000)
     else:
@@ -107,24 +108,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fit_host(model, fit: dict) -> None:
-    """CellVAE.fit through the host data path (ArrayDataModule: scipy slicing per batch)."""
-    from scivae.core import split_indices
+    """One epoch of the model's training through the host data path (ArrayDataModule: scipy slicing per batch)."""
+    from scivae.core import ArrayDataModule, fit_module, split_indices
 
-    n = model.data.nonempty.size
-    train, val = split_indices(n, 0.1, 0)
-    model._fit_arrays(
+    options = model.training_options(None, max_epochs=1, **fit)
+    train, val = split_indices(model.data.nonempty.size, options.validation_fraction, int(options.seed))
+    datamodule = ArrayDataModule(
         model.data.arrays,
-        max_epochs=1,
-        batch_size=fit["batch_size"],
+        batch_size=options.batch_size,
+        seed=int(options.seed),
         train_indices=model.data.nonempty[train],
         validation_indices=model.data.nonempty[val],
-        accelerator="cpu",
-        progress_bar=False,
-        early_stopping=False,
-        weight_decay=1e-6,
-        adam_eps=0.01,
-        device_data=False,
     )
+    model.module.train()
+    fit_module(model.module, datamodule, options)
+    model.module.eval()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Likelihood over seeds, scivae vs scvi-tools, and the regularisation experiment chosen on validation cells.
 
-From the repository root, after ``prepare_data.py`` (and ``setup_scvi_venv.sh`` for scvi-tools)::
+From the repository root, after ``prepare_data`` (and ``setup_scvi_venv.sh`` for scvi-tools)::
 
-    .venv/bin/python benchmarks/cells/seeds.py compare --data pbmc3k --seeds 0 1 2
-    .venv/bin/python benchmarks/cells/seeds.py regularisation --data pbmc3k --seeds 0 1 2
-    .venv/bin/python benchmarks/cells/seeds.py compare --smoke        # seconds: tiny simulated data
+    python -m benchmarks.cells.seeds compare --data pbmc3k --seeds 0 1 2
+    python -m benchmarks.cells.seeds regularisation --data pbmc3k --seeds 0 1 2
+    python -m benchmarks.cells.seeds compare --smoke        # seconds: tiny simulated data
 
 ``compare`` trains, for every seed, scivae with its defaults, scvi-tools with its defaults (``scvi``) and
 scvi-tools with scivae's default KL warm-up (``scvi_warmup``: the exact number of optimiser steps scivae
@@ -19,7 +19,7 @@ ranks them by the ELBO of the ``"validation"`` cells (never trained on, not the 
 over seeds, with each setting's paired difference to the highest (per seed, then mean ± sd); it also reports
 the validation log p(x). Test cells are not evaluated for the ranking.
 
-Every run's files go to ``<out>/seeds/<tool>/<data>/seed<k>/`` (run_scivae.py / run_scvi.py outputs). The
+Every run's files go to ``<out>/seeds/<tool>/<data>/seed<k>/`` (``run_scivae`` / ``run_scvi`` outputs). The
 summary (mean ± sd over seeds; paired differences per seed, then mean ± sd over seeds) is printed as a
 table and written as JSON and CSV to ``--results`` (default ``benchmarks/cells/results``), the small raw
 files that RESULTS.md quotes.
@@ -38,8 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+from benchmarks.cells._common import DATA_DIR, RESULTS_DIR, ROOT, SCVI_PYTHON, child_env, scvi_python_or_none
 
 _ADAM = ["--adam-eps", "0.01", "--weight-decay", "1e-6"]
 REG_CONFIGS = {
@@ -55,18 +54,13 @@ REG_CONFIGS = {
 }
 
 
-def _env(threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
 def _run(python: str, script: str, out: Path, args: list[str], threads: int) -> dict:
+    """``python -m benchmarks.cells.<script>`` (run_scivae or run_scvi) into ``out``; its run.json."""
     if (out / "run.json").exists():  # resumable: a finished run is not repeated
         return json.loads((out / "run.json").read_text())
-    cmd = [python, str(HERE / script), "--out", str(out), "--threads", str(threads), *args]
+    cmd = [python, "-m", f"benchmarks.cells.{script}", "--out", str(out), "--threads", str(threads), *args]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=_env(threads), capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=child_env(threads), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     print(f"  {script} {' '.join(args)} -> {out} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -105,14 +99,14 @@ def compare(args: argparse.Namespace) -> dict:
     for seed in args.seeds:
         base = [*common, "--seed", str(seed)]
         root = args.out / "seeds"
-        sv = _run(sys.executable, "run_scivae.py", root / "scivae" / args.data / f"seed{seed}", base, args.threads)
+        sv = _run(sys.executable, "run_scivae", root / "scivae" / args.data / f"seed{seed}", base, args.threads)
         runs = {"scivae": sv}
         if args.scvi_python:
-            runs["scvi"] = _run(args.scvi_python, "run_scvi.py", root / "scvi" / args.data / f"seed{seed}", base, 1)
+            runs["scvi"] = _run(args.scvi_python, "run_scvi", root / "scvi" / args.data / f"seed{seed}", base, 1)
             warm = str(sv["settings"]["kl_warmup_steps"])
             runs["scvi_warmup"] = _run(
                 args.scvi_python,
-                "run_scvi.py",
+                "run_scvi",
                 root / "scvi_warmup" / args.data / f"seed{seed}",
                 [*base, "--kl-warmup-steps", warm],
                 args.threads,
@@ -171,7 +165,7 @@ def regularisation(args: argparse.Namespace) -> dict:
     for seed in args.seeds:
         for name, flags in REG_CONFIGS.items():
             out = args.out / "seeds" / f"reg_{name}" / args.data / f"seed{seed}"
-            run = _run(sys.executable, "run_scivae.py", out, [*common, *flags, "--seed", str(seed)], args.threads)
+            run = _run(sys.executable, "run_scivae", out, [*common, *flags, "--seed", str(seed)], args.threads)
             rows.append(
                 {
                     "data": args.data,
@@ -215,21 +209,19 @@ def regularisation(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("mode", choices=("compare", "regularisation"))
-    ap.add_argument("--data", default="pbmc3k", help="<out>/<data>.h5ad from prepare_data.py")
+    ap.add_argument("--data", default="pbmc3k", help="<out>/<data>.h5ad from prepare_data")
     ap.add_argument("--batch-key", default=None, help="e.g. condition for ifnb")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--n-mc", type=int, default=1000, help="importance samples for log p(x)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=Path(os.environ.get("SCIVAE_BENCH_OUT", ROOT / "benchmarks/out/cells")))
-    ap.add_argument("--results", type=Path, default=HERE / "results")
-    scvi_python = os.environ.get("SCVI_PYTHON", str(ROOT / "benchmarks/.venv-scvi/bin/python"))
-    ap.add_argument("--scvi-python", default=scvi_python)
+    ap.add_argument("--out", type=Path, default=DATA_DIR, help="data files and per-run outputs")
+    ap.add_argument("--results", type=Path, default=RESULTS_DIR, help="where the summary JSON and CSV go")
+    ap.add_argument("--scvi-python", default=SCVI_PYTHON)
     ap.add_argument("--smoke", action="store_true", help="tiny simulated data, 2 epochs, 1 seed (seconds)")
     args = ap.parse_args(argv)
     if args.smoke:
-        sys.path.insert(0, str(HERE))
-        from simulate import simulate
+        from benchmarks.cells.simulate import simulate
 
         args.out = args.out / "smoke"
         args.out.mkdir(parents=True, exist_ok=True)
@@ -237,9 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         args.results = args.out / "results"
         if not (args.out / f"{args.data}.h5ad").exists():
             simulate(500, n_genes=100, seed=0).write_h5ad(args.out / f"{args.data}.h5ad")
-    if not Path(args.scvi_python).exists():
-        print(f"scvi-tools venv missing ({args.scvi_python}): scivae only (bash benchmarks/cells/setup_scvi_venv.sh)")
-        args.scvi_python = None
+    args.scvi_python = scvi_python_or_none(args.scvi_python)
     if args.mode == "compare":
         compare(args)
     else:

@@ -1,8 +1,8 @@
 """Simulated single-cell counts for the cells speed benchmark: NB counts with cell types and two batches.
 
-Run with scivae's venv (from the repository root)::
+Run with scivae's venv (from the repository root; ``throughput`` writes its data sets itself)::
 
-    .venv/bin/python benchmarks/cells/simulate.py --n-cells 20000 --out benchmarks/out/cells/sim20k.h5ad
+    python -m benchmarks.cells.simulate --n-cells 20000 --out benchmarks/out/cells/sim20k.h5ad
 
 Writes a ``.h5ad`` with float32 CSR counts (``n_cells`` x ``n_genes``, integers), ``obs["cell_type"]``
 (``n_types`` types), ``obs["batch"]`` (two batches) and ``obs["split"]`` (seeded: 10 % test, 9 % validation,

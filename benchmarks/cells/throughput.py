@@ -1,8 +1,8 @@
 """Cells training throughput, scivae vs scvi-tools, alternating runs in one script (from the repository root)::
 
-    .venv/bin/python benchmarks/cells/throughput.py                  # full: sim 20k, sim 200k, PBMC 3k
-    .venv/bin/python benchmarks/cells/throughput.py --smoke          # seconds: tiny simulated data
-    .venv/bin/python benchmarks/cells/throughput.py --datasets sim20k --batch-sizes 128 --reps 3
+    python -m benchmarks.cells.throughput                  # full: sim 20k, sim 200k, PBMC 3k
+    python -m benchmarks.cells.throughput --smoke          # seconds: tiny simulated data
+    python -m benchmarks.cells.throughput --datasets sim20k --batch-sizes 128 --reps 3
 
 Every (data set, batch size) pair is trained by both tools with the same architecture (NB, n_hidden 128,
 n_latent 10, one layer), the same cells (``split == "train"``, 10 % of them held out for validation by
@@ -10,7 +10,8 @@ each tool), the same batch size, the same thread count and the same KL warm-up i
 default, given to scvi-tools as ``n_steps_kl_warmup``), each tool's defaults otherwise; early stopping is off.
 Runs alternate (scvi-tools first in odd repetitions, scivae first in even ones) so that load from other
 processes hits both alike; each run is a fresh process of its own venv (scvi-tools: ``SCVI_PYTHON``,
-default ``benchmarks/.venv-scvi/bin/python``, made by ``setup_scvi_venv.sh``).
+default ``benchmarks/.venv-scvi/bin/python``, made by ``setup_scvi_venv.sh``). scivae's process tunes glibc's
+malloc first (``scivae.core.train.allocator.tune_allocator``), as ``scivae fit`` does.
 
 Throughput is measured inside the training loop: the wall time between consecutive training-batch ends
 (data loading + step), the first ``SKIP`` batches of each epoch left out, summed over the run; cells/s =
@@ -24,14 +25,14 @@ memory and throughput figures of the 200k-cell set on a slow machine). The table
 repetitions and the median of the per-pair ratios; the raw figures of every run go to ``--json`` (default
 ``benchmarks/out/cells/throughput.json``).
 
-``--tools`` adds two allocator variants (see ``scivae.core.allocator``): ``scivae-glibc`` is scivae with
+``--tools`` adds two allocator variants (see ``scivae.core.train.allocator``): ``scivae-glibc`` is scivae with
 ``SCIVAE_MALLOPT=0`` (glibc's default malloc), ``scvi-mallopt`` is scvi-tools given the malloc thresholds
-scivae sets for itself (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``); their ratios print in a
+``scivae fit`` sets for itself (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``); their ratios print in a
 second table.
 
-Data: ``sim20k`` / ``sim200k`` are written by ``simulate.py`` (20,000 / 200,000 cells x 2,000 genes, 8 cell
+Data: ``sim20k`` / ``sim200k`` are written by ``simulate`` (20,000 / 200,000 cells x 2,000 genes, 8 cell
 types, two batches, seed 0) into ``--data-dir`` (default ``$SCIVAE_BENCH_OUT`` or ``benchmarks/out/cells``)
-when missing; ``pbmc3k`` is ``<data-dir>/pbmc3k.h5ad`` from ``prepare_data.py`` (2,000 seurat_v3 genes of
+when missing; ``pbmc3k`` is ``<data-dir>/pbmc3k.h5ad`` from ``prepare_data`` (2,000 seurat_v3 genes of
 the PBMC 3k shipped in ``datasets/``).
 """
 
@@ -44,10 +45,11 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+from benchmarks.cells._common import ARCHITECTURE, DATA_DIR, ROOT, SCVI_PYTHON, child_env, machine, scvi_python_or_none
+
 SKIP = 5  # batches left out at the start of each epoch (allocations, first-call overheads)
 
 
@@ -105,6 +107,10 @@ def worker(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
+    if args.worker == "scivae":  # as the CLI does before training (SCIVAE_MALLOPT=0, the scivae-glibc variant: off)
+        from scivae.core.train.allocator import tune_allocator
+
+        tune_allocator()
     torch.set_num_threads(args.threads)
     adata = ad.read_h5ad(args.data)
     train = adata[(adata.obs["split"] == "train").to_numpy()].copy()
@@ -117,8 +123,8 @@ def worker(args: argparse.Namespace) -> dict:
     timer = _batch_timer()
     faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     limit = {}
-    if args.max_minutes:
-        limit["max_time"] = time.strftime("00:%H:%M:%S", time.gmtime(60 * args.max_minutes))
+    if args.max_minutes:  # scivae takes minutes, scvi-tools passes it to Lightning
+        limit["max_time"] = args.max_minutes if args.worker == "scivae" else timedelta(minutes=args.max_minutes)
     t0 = time.perf_counter()
     if args.worker == "scvi":
         import scvi
@@ -126,7 +132,7 @@ def worker(args: argparse.Namespace) -> dict:
         scvi.settings.seed = args.seed
         scvi.settings.num_threads = args.threads
         scvi.model.SCVI.setup_anndata(train, batch_key=batch_key)
-        model = scvi.model.SCVI(train, n_latent=10, n_hidden=128, n_layers=1, gene_likelihood="nb")
+        model = scvi.model.SCVI(train, **ARCHITECTURE, gene_likelihood="nb")
         model.train(
             max_epochs=args.epochs,
             batch_size=args.batch_size,
@@ -143,10 +149,11 @@ def worker(args: argparse.Namespace) -> dict:
         torch.manual_seed(args.seed)
         elbo = model.get_elbo(test, return_mean=False).cpu().numpy()
         version = scvi.__version__
+        allocator = "env" if os.environ.get("MALLOC_TRIM_THRESHOLD_") else "default"
     else:
         import scivae
 
-        model = scivae.CellVAE(train, batch_key=batch_key, likelihood="nb", n_latent=10, n_hidden=128, n_layers=1)
+        model = scivae.CellVAE(train, batch_key=batch_key, likelihood="nb", **ARCHITECTURE)
         model.fit(
             max_epochs=args.epochs,
             batch_size=args.batch_size,
@@ -162,6 +169,7 @@ def worker(args: argparse.Namespace) -> dict:
         assert model.fit_result is not None and model.fit_result.metrics["kl_warmup_steps"] == warmup
         elbo = model.get_elbo(test, seed=args.seed)
         version = scivae.__version__
+        allocator = model.fit_result.metrics.get("allocator")
     cps, cells_timed = timer.cells_per_s()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before  # model set-up, fit and ELBO
     return {
@@ -181,6 +189,7 @@ def worker(args: argparse.Namespace) -> dict:
         "test_elbo": float(np.mean(elbo)),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "minor_page_faults": faults,
+        "allocator": allocator,
         "data_mb": round(data_mb, 1),
         "loadavg_end": os.getloadavg()[0],
     }
@@ -190,7 +199,7 @@ def worker(args: argparse.Namespace) -> dict:
 # orchestration (scivae venv)
 # --------------------------------------------------------------------------------------------------------
 SIM_CELLS = {"sim20k": 20_000, "sim200k": 200_000, "smoke": 600}
-# Allocator variants (scivae.core.allocator): scivae with glibc's default malloc, and scvi-tools given the
+# Allocator variants (scivae.core.train.allocator): scivae with glibc's default malloc, and scvi-tools given the
 # malloc thresholds scivae sets for itself, so that the allocator's share of the ratio can be read off.
 _MALLOPT = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 VARIANT_ENV = {"scivae-glibc": {"SCIVAE_MALLOPT": "0"}, "scvi-mallopt": _MALLOPT}
@@ -204,9 +213,8 @@ def ensure_data(name: str, data_dir: Path) -> Path:
     if path.exists():
         return path
     if name not in SIM_CELLS:
-        raise SystemExit(f"{path} is missing: run benchmarks/cells/prepare_data.py --out {data_dir} first")
-    sys.path.insert(0, str(HERE))
-    from simulate import simulate
+        raise SystemExit(f"{path} is missing: run python -m benchmarks.cells.prepare_data --out {data_dir} first")
+    from benchmarks.cells.simulate import simulate
 
     genes = 200 if name == "smoke" else 2000
     adata = simulate(SIM_CELLS[name], n_genes=genes, seed=0)
@@ -220,15 +228,13 @@ def ensure_data(name: str, data_dir: Path) -> Path:
 def _run(
     tool: str, python: str, data: Path, batch_size: int, epochs: int, threads: int, seed: int, max_minutes=None
 ) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
-    env.update(VARIANT_ENV.get(tool, {}))
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [python, str(Path(__file__).resolve()), "--worker", tool.split("-")[0], "--data", str(data)]
+    env = child_env(threads, VARIANT_ENV.get(tool))
+    cmd = [python, "-m", "benchmarks.cells.throughput", "--worker", tool.split("-")[0], "--data", str(data)]
     cmd += ["--batch-size", str(batch_size), "--epochs", str(epochs), "--threads", str(threads), "--seed", str(seed)]
     if max_minutes:
         cmd += ["--max-minutes", str(max_minutes)]
     load = os.getloadavg()[0]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{tool} run failed:\n{proc.stderr[-3000:]}")
     row = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -329,9 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "--min-timed-batches", type=int, default=30, help="default epochs time at least this many batches per run"
     )
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument(
-        "--max-minutes", type=float, default=None, help="stop each fit after this long (Lightning max_time)"
-    )
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop each fit after this many minutes (max_time)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads (several: each in turn)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -341,10 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=TOOLS,
         help="scivae-glibc: scivae with SCIVAE_MALLOPT=0; scvi-mallopt: scvi-tools with scivae's malloc thresholds",
     )
-    default_dir = os.environ.get("SCIVAE_BENCH_OUT", str(ROOT / "benchmarks/out/cells"))
-    ap.add_argument("--data-dir", type=Path, default=Path(default_dir))
-    scvi_python = os.environ.get("SCVI_PYTHON", str(ROOT / "benchmarks/.venv-scvi/bin/python"))
-    ap.add_argument("--scvi-python", default=scvi_python)
+    ap.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    ap.add_argument("--scvi-python", default=SCVI_PYTHON)
     ap.add_argument("--json", type=Path, default=None, help="raw figures (default: <data-dir>/throughput.json)")
     ap.add_argument("--smoke", action="store_true", help="tiny simulated data, 1 epoch, 1 repetition (seconds)")
     args = ap.parse_args(argv)
@@ -356,17 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.datasets, args.batch_sizes, args.reps, args.epochs = ["smoke"], [128], 1, 1
     tools = list(args.tools)
-    if not Path(args.scvi_python).exists():
-        print(f"scvi-tools venv missing ({args.scvi_python}): scivae only (bash benchmarks/cells/setup_scvi_venv.sh)")
+    if scvi_python_or_none(args.scvi_python) is None:
         tools = [t for t in tools if not t.startswith("scvi")]
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        "unknown",
-    )
+    cpu = machine()["cpu"]
     print(
         f"cpu: {cpu}, logical cores: {os.cpu_count()}, torch threads per run: {' '.join(map(str, args.threads))}, "
         f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"

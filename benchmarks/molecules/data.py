@@ -55,7 +55,7 @@ def moses_splits(n_train: int, n_validation: int, n_test: int, seed: int = 0) ->
 def encodable(vae: Any, smiles: list[str]) -> tuple[list[str], int]:
     """The molecules the model's vocabulary can write (canonical), and how many were left out."""
     from scivae.errors import ScivaeInputError
-    from scivae.molecules.io import canonicalize_many
+    from scivae.molecules.data import canonicalize_many
     from scivae.molecules.tokenizer import tokenize
 
     keep = []

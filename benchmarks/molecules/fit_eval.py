@@ -52,7 +52,7 @@ def main() -> None:
     import torch
 
     from scivae.molecules import MolVAE
-    from scivae.molecules.vae import DEFAULT_BETA
+    from scivae.molecules.model import DEFAULT_BETA
 
     setting = dict(SETTINGS[args.setting])
     threads = setting["threads"] if args.threads is None else args.threads
@@ -118,7 +118,7 @@ def main() -> None:
 
 
 def _canonical(smiles: list[str]) -> list[str]:
-    from scivae.molecules.io import canonicalize_many
+    from scivae.molecules.data import canonicalize_many
 
     return [c for c in canonicalize_many(smiles) if c is not None]
 

@@ -16,7 +16,7 @@ Setup of the MOSES venv (once, from the repository root; git-ignored)::
 
 Run::
 
-    PYTHONPATH=. .venv/bin/python benchmarks/molecules/metrics_vs_moses.py --n-gen 12000 --n-test 10000
+    .venv/bin/python -m benchmarks.molecules.metrics_vs_moses --n-gen 12000 --n-test 10000
 """
 
 from __future__ import annotations
@@ -34,10 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from scivae.molecules.metrics import MOSES_KEYS, compute_metrics  # noqa: E402
+from benchmarks.molecules.data import RESULTS, ROOT
+from scivae.molecules.metrics import MOSES_KEYS, compute_metrics
 
 DATA = Path("/work/shared/data/moses")
 OUT = ROOT / "benchmarks" / "out" / "metrics_vs_moses"
@@ -117,6 +115,7 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=RESULTS / "metrics_vs_moses.json", help="raw figures")
     args = ap.parse_args()
     if not MOSES_PY.exists():
         sys.exit(f"MOSES venv missing: {MOSES_PY} (see the setup in this script's docstring)")
@@ -163,6 +162,20 @@ def main() -> None:
     verdict = "agree" if worst < 5e-4 else "DISAGREE"
     print(f"\nlargest absolute difference: {worst:.1e} ({verdict} to 3 decimals)")
     print(f"wall time of the metrics call: scivae {t_ours:.0f} s, MOSES {theirs['_seconds']:.0f} s")
+    record = {
+        "command": f"python -m benchmarks.molecules.metrics_vs_moses --n-gen {args.n_gen} --n-test {args.n_test}",
+        "machine": _machine(),
+        "generated": parts,
+        "n_generated": len(gen),
+        "n_reference": len(test),
+        "moses_version": theirs["_moses_version"],
+        "scivae": {k: ours[k] for k in MOSES_KEYS},
+        "moses": {k: theirs[k] for k in MOSES_KEYS},
+        "largest_abs_difference": worst,
+        "seconds": {"scivae": t_ours, "moses": theirs["_seconds"]},
+    }
+    args.json.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

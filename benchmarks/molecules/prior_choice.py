@@ -40,7 +40,7 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=100_000)
     p.add_argument("--out", type=Path, default=RESULTS / "prior_choice.json")
     args = p.parse_args()
-    from scivae.core.prior import FlowPrior, GaussianMixturePrior, MidpointPrior, StandardNormalPrior
+    from scivae.core.module.prior import FlowPrior, GaussianMixturePrior, MidpointPrior, StandardNormalPrior
     from scivae.molecules import MolVAE
     from scivae.molecules import metrics as M
 

@@ -74,7 +74,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=22)
     p.add_argument("--out", default=str(RESULTS / "step_speed.json"))
     args = p.parse_args()
-    from scivae.core.precision import cpu_native_bf16
+    from scivae.core.train.precision import cpu_native_bf16
     from scivae.datasets import moses
     from scivae.molecules import MolVAE
 

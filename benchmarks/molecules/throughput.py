@@ -2,9 +2,9 @@
 
 From the repository root::
 
-    .venv/bin/python benchmarks/molecules/throughput.py                 # MOSES subset shipped in datasets/
-    .venv/bin/python benchmarks/molecules/throughput.py --smoke         # seconds
-    .venv/bin/python benchmarks/molecules/throughput.py --mol-kwargs '{"decoder_layers": 1, "decoder_hidden": 256}'
+    .venv/bin/python -m benchmarks.molecules.throughput                 # MOSES subset shipped in datasets/
+    .venv/bin/python -m benchmarks.molecules.throughput --smoke         # seconds
+    .venv/bin/python -m benchmarks.molecules.throughput --mol-kwargs '{"decoder_layers": 1, "decoder_hidden": 256}'
 
 **Training tokens/s, same batches.** ``--n`` MOSES training molecules (seeded subset of
 ``datasets/moses/train.csv.gz``, or ``--smiles FILE``) are tokenised once by scivae; a seeded sequence of
@@ -51,12 +51,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from scivae._atomic import write_text_atomic  # noqa: E402
-from scivae.molecules import MolVAE  # noqa: E402
-from scivae.molecules.tokenizer import BOS_ID, PAD_ID  # noqa: E402
+from benchmarks.molecules.data import ROOT
+from scivae._atomic import write_text_atomic
+from scivae.molecules import MolVAE
+from scivae.molecules.tokenizer import BOS_ID, PAD_ID
 
 
 class MosesVAE(nn.Module):

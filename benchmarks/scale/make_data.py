@@ -4,7 +4,7 @@ Cells of 8 types with type-specific expression, negative-binomial counts (invers
 library sizes and 4 samples in ``obs["sample"]``; X is CSR float32 (as most .h5ad files), uncompressed.
 Chunks are seeded by (seed, chunk index), so a file is the same whatever the machine.
 
-    python benchmarks/scale/make_data.py --cells 1000000 --genes 2000 --out benchmarks/out/scale/cells_1000000.h5ad
+    python -m benchmarks.scale.make_data --cells 1000000 --genes 2000 --out benchmarks/out/scale/cells_1000000.h5ad
 
 The file is written beside --out under a temporary name and renamed when complete (about 1.2 GB for 1M cells
 x 2k genes, ~15% non-zeros). Generated on demand; never committed (benchmarks/out/ is git-ignored).

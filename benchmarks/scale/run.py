@@ -5,12 +5,17 @@ Each measurement is a fresh child process (so its peak RSS, ``getrusage`` maxrss
 2. trains for ``--steps`` batches of one epoch (throughput timed after ``--warmup`` batches),
 3. computes the latent of every cell (streamed in backed mode).
 Runs alternate (backed 100k, memory 100k, backed 1M, ...) for ``--repeats`` rounds; the load average is
-recorded before and after each run. Missing data files are generated first (make_data.py).
+recorded before and after each run. Missing data files are generated first (``make_data``).
+``--tune-allocator`` sets glibc's malloc thresholds in each child right before its fit, as ``scivae fit`` does
+(``scivae.core.train.allocator.tune_allocator``); without it malloc keeps glibc's defaults, as in a Python session.
 
-    python benchmarks/scale/run.py                 # the RESULTS.md figures (about 20-30 min on 2 cores)
-    python benchmarks/scale/run.py --smoke --out /tmp/scale-smoke   # seconds; run by the test suite
+From the repository root::
 
-Writes OUT/results.json (every run, machine, settings) and OUT/results.csv (one row per run), and prints
+    python -m benchmarks.scale.run --memory-large       # the RESULTS.md figures (about 20-30 min on 2 cores)
+    python -m benchmarks.scale.run --smoke --json /tmp/scale-smoke/r.json   # seconds; run by the test suite
+
+Writes ``--json`` (every run, machine, settings; default ``results/streamed_vs_memory.json`` here) and the same
+name with ``.csv`` (one row per run), and prints
 the summary: peak RSS per configuration, RSS growth from 100k to 1M cells (streamed), and the throughput
 ratio streamed / in-memory (median of the per-round ratios).
 """
@@ -20,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -28,9 +32,11 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.cells._common import ROOT, machine
+from benchmarks.scale.make_data import write
+from scivae._atomic import write_text_atomic
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
-from scivae._atomic import write_text_atomic  # noqa: E402
 
 
 def _hwm_mb() -> float:
@@ -71,6 +77,10 @@ def child(args: argparse.Namespace) -> None:
                 trainer.should_stop = True
 
     timer = StepTimer()
+    if args.tune_allocator:
+        from scivae.core.train.allocator import tune_allocator
+
+        out["allocator"] = tune_allocator()
     t = time.perf_counter()
     model.fit(
         max_epochs=1,
@@ -95,12 +105,13 @@ def child(args: argparse.Namespace) -> None:
 
 
 def _run_child(mode: str, file: Path, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--mode", mode, "--file", str(file)]
+    cmd = [sys.executable, "-m", "benchmarks.scale.run", "--child", "--mode", mode, "--file", str(file)]
     for k in ("steps", "warmup", "batch_size", "threads", "n_top_genes", "validation_fraction"):
         cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+    cmd += ["--tune-allocator"] if args.tune_allocator else []
     load_before = os.getloadavg()
     t = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode != 0:
         raise SystemExit(f"{mode} {file.name} failed:\n{done.stderr[-3000:]}")
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
@@ -112,13 +123,13 @@ def _run_child(mode: str, file: Path, args: argparse.Namespace) -> dict:
 def _machine() -> dict:
     import torch
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     mem = next((ln.split(":", 1)[1].strip() for ln in open("/proc/meminfo") if ln.startswith("MemTotal")), "?")
+    info = machine()
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
+        "cpu": info["cpu"],
+        "cores": info["logical_cores"],
         "memory": mem,
-        "python": platform.python_version(),
+        "python": info["python"],
         "torch": torch.__version__,
     }
 
@@ -162,7 +173,12 @@ def summarise(runs: list[dict], sizes: list[int]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=HERE)
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=HERE / "results" / "streamed_vs_memory.json",
+        help="every run, machine and settings; the runs also go to a .csv beside it",
+    )
     p.add_argument("--data-dir", type=Path, default=HERE.parent / "out" / "scale")
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--genes", type=int, default=2000)
@@ -174,6 +190,11 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--validation-fraction", type=float, default=0.1)
+    p.add_argument(
+        "--tune-allocator",
+        action="store_true",
+        help="set glibc's malloc thresholds before each fit, as scivae fit does",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny files, few steps, one round: a check that it runs")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=["backed", "memory"], help=argparse.SUPPRESS)
@@ -185,10 +206,7 @@ def main() -> None:
     if args.smoke:
         args.sizes, args.genes, args.n_top_genes, args.repeats = [2000, 6000], 300, 100, 1
         args.steps, args.warmup, args.batch_size = 8, 2, 128
-        args.data_dir = args.out / "data"
-    sys.path.insert(0, str(HERE))
-    from make_data import write
-
+        args.data_dir = args.json.parent / "data"
     files = {}
     for n in args.sizes:
         files[n] = args.data_dir / f"cells_{n}{'_g' + str(args.genes) if args.genes != 2000 else ''}.h5ad"
@@ -212,16 +230,17 @@ def main() -> None:
     summary = summarise(runs, args.sizes)
     settings = {k: getattr(args, k) for k in ("sizes", "genes", "n_top_genes", "repeats", "steps", "warmup")}
     settings.update(batch_size=args.batch_size, threads=args.threads, validation_fraction=args.validation_fraction)
+    settings.update(tune_allocator=args.tune_allocator)
     report = {"machine": _machine(), "settings": settings, "summary": summary, "runs": runs}
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "results.json", json.dumps(report, indent=1) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.json, json.dumps(report, indent=1) + "\n")
     cols = ["round", "mode", "n_cells", "n_genes", "peak_rss_mb", "hwm_after_prepare_mb", "hwm_after_fit_mb"]
     cols += ["train_cells_per_s", "prepare_s", "fit_s", "latent_s", "wall_s"]
     lines = [",".join(cols + ["load_before_1min", "load_after_1min"])]
     for r in runs:
         vals = [f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols]
         lines.append(",".join(vals + [f"{r['load_before'][0]:.2f}", f"{r['load_after'][0]:.2f}"]))
-    write_text_atomic(args.out / "results.csv", "\n".join(lines) + "\n")
+    write_text_atomic(args.json.with_suffix(".csv"), "\n".join(lines) + "\n")
     print(json.dumps(summary, indent=1))
 
 

@@ -3,8 +3,16 @@
 Public API: :class:`CellVAE` (also ``scivae.CellVAE``), :func:`read_anndata`, and ``scivae.tl.embed``.
 """
 
-from scivae.cells.data import CellData, CovariateEncoder, align, count_problem, counts_matrix, prepare
-from scivae.cells.io import is_cell_data, read_anndata
+from scivae.cells.data import (
+    CellData,
+    CovariateEncoder,
+    align,
+    count_problem,
+    counts_matrix,
+    is_cell_data,
+    prepare,
+    read_anndata,
+)
 from scivae.cells.likelihoods import NegativeBinomial, Poisson, ZeroInflatedNegativeBinomial
 from scivae.cells.model import CellVAE, default_max_epochs
 from scivae.cells.module import CellVAEModule
@@ -25,3 +33,8 @@ __all__ = [
     "prepare",
     "read_anndata",
 ]
+
+
+def __dir__() -> list[str]:
+    # tab completion and dir() show the public API, not the modules this one imports
+    return list(__all__)

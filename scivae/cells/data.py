@@ -10,6 +10,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from scivae.core.options import positive_int
 from scivae.errors import ScivaeInputError
 
 logger = logging.getLogger("scivae.cells")
@@ -31,7 +33,7 @@ MIN_CELLS = 10
 
 def _layer_hint(source: str) -> str:
     if source == "X":
-        return "pass --layer counts (layer='counts' in Python) naming a layer of raw counts, or use adata.raw"
+        return "pass {layer}=counts naming a layer of raw counts, or use adata.raw"
     return "pass a layer or data holding raw integer counts"
 
 
@@ -111,7 +113,7 @@ def counts_matrix(adata: ad.AnnData, layer: str | None = None) -> tuple[Any, pd.
             raise ScivaeInputError(
                 f"layer {layer!r} is not in adata.layers (available: {available}): "
                 "pass an existing layer with "
-                "--layer (layer= in Python), or leave it out to use adata.raw or X"
+                "{layer}, or leave it out to use adata.raw or X"
             )
         matrix, source = _materialise(adata.layers[layer]), f"layers[{layer!r}]"
         genes = adata.var_names
@@ -124,7 +126,7 @@ def counts_matrix(adata: ad.AnnData, layer: str | None = None) -> tuple[Any, pd.
         if matrix is None:
             if adata.X is None:
                 raise ScivaeInputError(
-                    "adata.X is empty: pass data with raw counts in X, adata.raw or a layer (--layer)"
+                    "adata.X is empty: pass data with raw counts in X, adata.raw or a layer ({layer})"
                 )
             matrix = _materialise(adata.X)
     problem = count_problem(matrix)
@@ -224,9 +226,9 @@ class CovariateEncoder:
         continuous_keys: Sequence[str],
     ) -> None:
         """Raise a one-line error for a key missing from ``obs``."""
-        wanted = [("batch key", "--batch-key (batch_key=)", batch_key)] if batch_key is not None else []
-        wanted += [("categorical covariate", "categorical_covariate_keys=", k) for k in categorical_keys]
-        wanted += [("continuous covariate", "continuous_covariate_keys=", k) for k in continuous_keys]
+        wanted = [("batch key", "{batch_key}", batch_key)] if batch_key is not None else []
+        wanted += [("categorical covariate", "{categorical_covariate_keys}", k) for k in categorical_keys]
+        wanted += [("continuous covariate", "{continuous_covariate_keys}", k) for k in continuous_keys]
         cols = ", ".join(map(repr, obs.columns[:12])) + (", ..." if obs.shape[1] > 12 else "") or "none"
         for what, option, key in wanted:
             if key not in obs.columns:
@@ -428,8 +430,8 @@ def prepare(
         The arrays, the model's gene names, the covariate encoder, and where the counts came from.
     """
     CovariateEncoder.check_keys(adata.obs, batch_key, categorical_covariate_keys, continuous_covariate_keys)
-    if n_top_genes is not None and n_top_genes < 1:
-        raise ScivaeInputError(f"n_top_genes must be >= 1, got {n_top_genes}")
+    if n_top_genes is not None:
+        positive_int(n_top_genes, "n_top_genes")
     matrix, genes, source = counts_matrix(adata, layer)
     n_cells, n_genes_in = matrix.shape
     if n_cells == 0 or n_genes_in == 0:
@@ -539,3 +541,92 @@ def align(adata: ad.AnnData, genes: Sequence[str], encoder: CovariateEncoder, la
         "n_cells_empty": int(matrix.shape[0] - nonempty.size),
     }
     return CellData({"x": counts, **covs}, nonempty, summary)
+
+
+# -- reading files -------------------------------------------------------------------------------------
+#: File types :func:`read_anndata` understands (a 10x matrix folder is recognised by its content).
+SUFFIXES = (".h5ad", ".zarr", ".h5")
+
+
+def _is_10x_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / f).exists() for f in ("matrix.mtx", "matrix.mtx.gz"))
+
+
+def is_cell_data(path: str | Path) -> bool:
+    """Whether ``path`` names a single-cell file type (by suffix, or a 10x matrix folder)."""
+    path = Path(path)
+    return path.suffix.lower() in SUFFIXES or _is_10x_dir(path)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` or an exception it was raised from (or while handling) is a ``kind``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def read_anndata(path: str | Path) -> ad.AnnData:
+    """Read ``.h5ad``, ``.zarr``, 10x ``.h5`` or a 10x ``matrix.mtx`` folder into memory.
+
+    Parameters
+    ----------
+    path
+        The file or folder. It is only read, never modified.
+
+    Returns
+    -------
+    AnnData
+        The data as stored (no filtering, no renaming: see :func:`scivae.cells.data.prepare`).
+
+    Raises
+    ------
+    ScivaeInputError
+        Missing path, unsupported type, or a file the reader cannot parse.
+    MemoryError
+        Not enough memory to read the file (passed on as it is: the file is not the problem).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ScivaeInputError(
+            f"{path} does not exist: pass an existing .h5ad, .zarr, 10x .h5 file or 10x matrix folder"
+        )
+    suffix = path.suffix.lower()
+    if path.is_dir() and suffix in (".h5ad", ".h5"):
+        raise ScivaeInputError(f"{path} is a directory, not a {suffix} file: pass the file itself")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ScivaeInputError(f"{path} is empty (0 bytes): pass a complete {suffix or 'data'} file")
+    try:
+        with warnings.catch_warnings():
+            # Duplicated names are handled (with our own warning) when the counts are prepared.
+            warnings.filterwarnings("ignore", message=".*names are not unique.*")
+            if suffix == ".h5ad":
+                return ad.read_h5ad(path)
+            if suffix == ".zarr":
+                return ad.read_zarr(path)
+            if suffix == ".h5":
+                import scanpy as sc
+
+                return sc.read_10x_h5(path)
+            if _is_10x_dir(path):
+                import scanpy as sc
+
+                return sc.read_10x_mtx(path, make_unique=False)
+    except ScivaeInputError:
+        raise
+    except PermissionError:
+        raise ScivaeInputError(f"cannot read {path}: permission denied; make the file readable") from None
+    except Exception as e:  # the readers raise many types (OSError, KeyError, ValueError...) for a bad file
+        if _caused_by(e, MemoryError):  # not a damaged file: the machine ran out of memory
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ScivaeInputError(
+            f"cannot read {path} as {suffix or '10x folder'} ({type(e).__name__}: {first[:160]}): "
+            "check that the file is complete and of the type its name says"
+        ) from None
+    raise ScivaeInputError(
+        f"{path} is not a single-cell file scivae reads: pass a .h5ad, .zarr, 10x .h5 file or a 10x matrix.mtx folder"
+    )

@@ -84,8 +84,7 @@ class _NBRows(torch.autograd.Function):
 
 #: Counts up to this value take ``lgamma(k + theta) - lgamma(theta)`` from a per-gene table; the few larger
 #: counts of single-cell data are evaluated with lgamma. The table costs ``_TABLE_COUNTS x n_genes`` logs per
-#: step: 12 was within 3 % of the fastest size at 128 and 1,024 cells on sim 20k and PBMC 3k
-#: (``benchmarks/cells/microbench.py --data``, "lgamma_table_size"; ``results/microbench_*.json``).
+#: step; the size was chosen by a sweep (benchmarks/cells/RESULTS.md).
 _TABLE_COUNTS = 12
 
 
@@ -99,9 +98,8 @@ def _lgamma_ratio_table(values: Tensor, cols: Tensor, theta: Tensor, max_count: 
 
     For an integer count it is ``sum_{j < v} log(theta + j)``: a cumulative sum of logs, tabulated per gene for
     counts up to ``max_count`` and gathered. On the CPU, where torch's lgamma and digamma are scalar
-    loops, this is 1.8-2.1x (128 cells) and 3.0-3.8x (1,024 cells) faster forward + backward than lgamma on
-    the training cells of PBMC 3k and sim 20k (``benchmarks/cells/microbench.py --data``, "lgamma_nonzero"),
-    and no less accurate: it has no difference of two large lgamma values.
+    loops, this is faster forward and backward than lgamma (benchmarks/cells/RESULTS.md), and no less
+    accurate: it has no difference of two large lgamma values.
     """
     k = max_count
     n_genes = theta.shape[0]
@@ -126,7 +124,7 @@ def nb_log_likelihood(
 
     The terms that vanish at zero counts (the lgamma terms, in float64) are evaluated on the non-zero
     entries only, from their coordinates ``nz = (rows, cols, values)`` when the batch carries them (see
-    :mod:`scivae.core.device_data`) or found here otherwise; with a per-gene ``log_theta`` of shape
+    :mod:`scivae.core.data.device`) or found here otherwise; with a per-gene ``log_theta`` of shape
     ``(n_genes,)`` its lgamma is taken once per gene. ``log_factorial`` is the per-row sum of
     ``lgamma(x + 1)`` when it is known (a constant of the data). The dense part uses
     ``-theta * softplus(d) + x * logsigmoid(d) = x * (d - softplus(d)) - theta * softplus(d)`` with a

@@ -13,19 +13,14 @@ import torch
 
 from scivae.cells.data import CellData, CovariateEncoder, align, prepare
 from scivae.cells.module import CellVAEModule
-from scivae.cells.streaming import (
-    BackedCellData,
-    StreamingDataModule,
-    align_backed,
-    prepare_backed,
-    streaming_split,
-)
-from scivae.checks import positive_int
-from scivae.core import BaseModel, FitResult, KLConfig, KLSchedule, split_indices
-from scivae.core.data import RowOutputs
-from scivae.core.device_data import iterate_device_batches
-from scivae.core.model import select_rows
-from scivae.core.persistence import check_config_keys, check_saved_shapes
+from scivae.cells.streaming import BackedCellData, align_backed, prepare_backed, streaming_split
+from scivae.core import BaseModel, FitResult, KLConfig, split_indices
+from scivae.core.data.arrays import RowOutputs
+from scivae.core.data.device import iterate_device_batches
+from scivae.core.data.streaming import StreamingDataModule
+from scivae.core.model.base import select_rows
+from scivae.core.model.persistence import check_config_keys, check_saved_shapes
+from scivae.core.options import TrainingOptions, positive_int
 from scivae.core.seeding import seeded
 from scivae.errors import ModelFormatError, ScivaeInputError
 
@@ -94,9 +89,8 @@ class CellVAE(BaseModel):
         Architecture of encoder and decoder.
     norm
         Normalisation of the hidden layers: ``"layer"`` (LayerNorm; default) or ``"batch"`` (BatchNorm, as
-        scvi-tools). Chosen on validation cells of PBMC 3k (3 seeds, :meth:`fit`'s Adam defaults): after 200
-        epochs the two tie (LayerNorm ahead by 0.7 ± 1.0 nats), after 12 epochs LayerNorm is ahead by 48 to
-        162 nats with as informative a code (benchmarks/cells/RESULTS.md, "Defaults chosen on validation cells").
+        scvi-tools). Chosen on validation cells of PBMC 3k (benchmarks/cells/RESULTS.md, "Defaults chosen on
+        validation cells").
     encode_covariates
         Also give the covariates to the encoder.
     n_top_genes
@@ -223,54 +217,25 @@ class CellVAE(BaseModel):
             f"trained={self.is_trained})"
         )
 
-    def fit(
-        self,
-        max_epochs: int | None = None,
-        batch_size: int = 128,
-        accelerator: str = "auto",
-        devices: int | str = "auto",
-        *,
-        validation_fraction: float = 0.1,
-        kl_schedule: str | KLSchedule | None = None,
-        kl_warmup: int | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-6,
-        adam_eps: float = 0.01,
-        early_stopping: bool = True,
-        patience: int = 20,
-        seed: int | None = None,
-        progress_bar: bool = True,
-        **fit_kwargs: Any,
-    ) -> CellVAE:
+    #: Training defaults of a cell model: Adam with weight decay 1e-6 and eps 0.01 (as scvi-tools; chosen on
+    #: validation cells, benchmarks/cells/RESULTS.md); ``max_epochs=None``: :func:`default_max_epochs`.
+    TRAINING_DEFAULTS = TrainingOptions(weight_decay=1e-6, adam_eps=0.01)
+
+    def fit(self, options: TrainingOptions | None = None, /, **changes: Any) -> CellVAE:
         """Train on the non-empty cells of the AnnData given at construction.
 
         Parameters
         ----------
-        max_epochs
-            Upper bound on epochs; ``None`` uses :func:`default_max_epochs` of the number of cells.
-        batch_size
-            Minibatch size.
-        accelerator, devices
-            Passed to Lightning (``"auto"`` uses a GPU when there is one).
-        validation_fraction
-            Fraction of cells held out (seeded) for the validation ELBO, early stopping and diagnostics.
-        kl_schedule, kl_warmup
-            KL annealing schedule (``"linear"``, ``"cyclical"``, ``"sigmoid"``, ``"constant"``) and linear
-            warm-up length in optimiser steps. Default: a quarter of the run, but at most 10 epochs, so
-            that most of the run trains on the true objective (early stopping and the choice of the best
-            epoch only count epochs at the full KL weight).
-        lr, weight_decay, adam_eps
-            Adam settings. The defaults (weight decay 1e-6, eps 0.01, as scvi-tools) regularise: on PBMC 3k
-            they raised the test log p(x) by about 6 nats per cell over weight decay 0 and eps 1e-8.
-        early_stopping, patience
-            Stop when the validation ELBO has not improved for ``patience`` epochs (best weights kept).
-        seed
-            Seeds the split, the shuffling and the dropout masks (default: the model's seed; the initial
-            weights come from ``CellVAE(seed=)``): the same seeds give the same model.
-        progress_bar
-            Show Lightning's progress bar.
-        **fit_kwargs
-            Passed to :func:`scivae.core.fit_module` (``checkpoint_dir``, ``log_dir``, ``max_time``...).
+        options
+            Training options (:class:`~scivae.core.options.TrainingOptions`; default: :meth:`training_defaults`).
+        **changes
+            Changes to them as keywords (``max_epochs=50, batch_size=1024, accelerator="gpu"``...), and the run's
+            own arguments (``checkpoint_dir``, ``resume_from``, ``callbacks``, ``log_dir``; see
+            :func:`scivae.core.fit_module`). ``max_epochs=None`` uses :func:`default_max_epochs` of the number of
+            cells; ``kl_warmup=None`` (with the linear schedule) a quarter of the run, but at most 10 epochs, so
+            that most of the run trains on the true objective (early stopping and the choice of the best epoch
+            only count epochs at the full KL weight). ``seed`` seeds the split, the shuffling and the dropout
+            masks (default: the model's seed; the initial weights come from ``CellVAE(seed=)``).
 
         Returns
         -------
@@ -279,53 +244,34 @@ class CellVAE(BaseModel):
         """
         if getattr(self, "data", None) is None:
             raise ScivaeInputError("this model was loaded without data: load it with adata= to train it further")
-        batch_size = positive_int(batch_size, "batch_size")
-        if max_epochs is not None:
-            positive_int(max_epochs, "max_epochs")
+        opts, run = self._options_and_run(options, changes)
         n = self.data.nonempty.size
-        if max_epochs is None:
-            max_epochs = default_max_epochs(n)
-        if max_epochs < 1:
-            raise ScivaeInputError(f"max_epochs must be >= 1, got {max_epochs}")
-        seed = self.seed if seed is None else int(seed)
-        train, val = split_indices(n, validation_fraction, seed)
-        if kl_warmup is None and kl_schedule in (None, "linear"):
-            steps_per_epoch = max(1, -(-len(train) // batch_size))
-            total = steps_per_epoch * max_epochs
-            kl_warmup = max(1, min(total // 4, MAX_DEFAULT_WARMUP_EPOCHS * steps_per_epoch))
+        if opts.max_epochs is None:
+            opts = opts.replace(max_epochs=default_max_epochs(n))
+        seed = int(opts.seed)
+        train, val = split_indices(n, opts.validation_fraction, seed)
+        if opts.kl_warmup is None and opts.kl_schedule == "linear" and "kl_schedule" not in run:
+            steps_per_epoch = max(1, -(-len(train) // opts.batch_size))
+            total = steps_per_epoch * opts.max_epochs
+            opts = opts.replace(kl_warmup=max(1, min(total // 4, MAX_DEFAULT_WARMUP_EPOCHS * steps_per_epoch)))
         if isinstance(self.data, BackedCellData):
-            train_rows, val_rows = streaming_split(self.data, validation_fraction, seed)
-            datamodule = StreamingDataModule(self.data, train_rows, val_rows, batch_size=batch_size, seed=seed)
-            fit_data: dict[str, Any] = {"datamodule": datamodule}
+            train_rows, val_rows = streaming_split(self.data, opts.validation_fraction, seed)
+            datamodule = StreamingDataModule(self.data, train_rows, val_rows, batch_size=opts.batch_size, seed=seed)
+            self._fit_datamodule(datamodule, opts, **run)
         else:
-            fit_data = {
-                "arrays": self.data.arrays,
-                "batch_size": batch_size,
-                "train_indices": self.data.nonempty[train],
-                "validation_indices": self.data.nonempty[val],
-                "device_data": True,
-            }
-        (self._fit_datamodule if "datamodule" in fit_data else self._fit_arrays)(
-            **fit_data,
-            max_epochs=max_epochs,
-            kl_schedule=kl_schedule,
-            kl_warmup=kl_warmup,
-            seed=seed,
-            lr=lr,
-            weight_decay=weight_decay,
-            adam_eps=adam_eps,
-            accelerator=accelerator,
-            devices=devices,
-            early_stopping=early_stopping,
-            patience=patience,
-            progress_bar=progress_bar,
-            **fit_kwargs,
-        )
+            self._fit_arrays(
+                self.data.arrays,
+                opts,
+                train_indices=self.data.nonempty[train],
+                validation_indices=self.data.nonempty[val],
+                device_data=True,
+                **run,
+            )
         self.module.eval()
         assert self.fit_result is not None
-        self.fit_result.metrics["max_epochs"] = int(max_epochs)
-        if kl_warmup is not None:
-            self.fit_result.metrics["kl_warmup_steps"] = int(kl_warmup)
+        self.fit_result.metrics["max_epochs"] = int(opts.max_epochs)
+        if opts.kl_warmup is not None:
+            self.fit_result.metrics["kl_warmup_steps"] = int(opts.kl_warmup)
         return self
 
     # ------------------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from scivae.cells.likelihoods import LIKELIHOODS, NegativeBinomial, Poisson, ZeroInflatedNegativeBinomial
 from scivae.core import Batch, GaussianHead, GaussianPosterior, KLConfig, VAEModule
-from scivae.core.device_data import LOG_FACTORIAL, NZ_COLS, NZ_ROWS, NZ_VALUES
+from scivae.core.data.device import LOG_FACTORIAL, NZ_COLS, NZ_ROWS, NZ_VALUES
+from scivae.core.options import positive_int
 from scivae.errors import ScivaeInputError
 
 DISPERSIONS = ("gene", "gene-batch", "gene-cell")
@@ -136,10 +137,9 @@ class CellVAEModule(VAEModule):
         if norm not in NORMS:
             raise ScivaeInputError(f"unknown norm {norm!r}: use one of {', '.join(NORMS)}")
         if dispersion == "gene-batch" and n_batches < 2:
-            raise ScivaeInputError("dispersion='gene-batch' needs a batch key with >= 2 batches: pass batch_key=")
+            raise ScivaeInputError("dispersion='gene-batch' needs a batch key with >= 2 batches: pass {batch_key}")
         for name, value in (("n_latent", n_latent), ("n_hidden", n_hidden), ("n_layers", n_layers)):
-            if value < 1:
-                raise ScivaeInputError(f"{name} must be >= 1, got {value}")
+            positive_int(value, name)
         self.n_genes = n_genes
         self.n_hidden, self.n_layers, self.dropout = n_hidden, n_layers, dropout
         self.likelihood = likelihood

@@ -6,14 +6,13 @@ are read a chunk of rows at a time straight from the HDF5 file, which is opened 
 - :class:`BackedCounts`: one count matrix on disk (``X``, ``raw/X`` or a layer), CSR or dense, by row range.
 - :func:`prepare_backed` / :func:`align_backed`: what :func:`scivae.cells.data.prepare` / ``align`` do
   (count checks, undetected genes, seurat_v3 genes, empty cells, covariates) in passes over the chunks.
-- :class:`StreamingDataModule`: training batches from shuffled chunks; rows are shuffled within a window of
-  chunks; under DDP each process keeps its share of every batch (as in :mod:`scivae.core.data`).
+- :class:`BackedCellData`: the chunked source that :class:`scivae.core.data.streaming.StreamingDataModule`
+  streams training batches from.
 - :func:`write_with_latent`: a copy of the input file plus ``obsm[key]`` and ``uns``, without loading X.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import warnings
 from collections.abc import Iterator, Sequence
@@ -23,30 +22,26 @@ from typing import Any
 
 import anndata as ad
 import h5py
-import lightning as L
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
 
 from scivae._atomic import atomic_path
 from scivae.cells.data import CovariateEncoder, _layer_hint, count_problem, trained_cells, unique_gene_names
-from scivae.core.data import shard_batch, split_indices
-from scivae.core.distributed import rank_world
+from scivae.core.data.arrays import split_indices
+from scivae.core.data.streaming import stack_blocks, take_block, to_tensors
+from scivae.core.options import positive_int
 from scivae.errors import ScivaeInputError
 
 #: Rows per contiguous read (one HDF5 slice of ``data``/``indices``).
 CHUNK_ROWS = 2048
-#: Chunks whose rows are shuffled together: CHUNK_ROWS * WINDOW_CHUNKS rows in memory at a time.
-WINDOW_CHUNKS = 8
 
 
 def _rewrite_hint(path: Path, key: str) -> str:
     return (
         f"rewrite it as CSR, e.g. in Python: a = anndata.read_h5ad('{path}'); a.{_attr(key)} = "
-        f"a.{_attr(key)}.tocsr(); a.write_h5ad('{path.stem}.csr.h5ad'), or fit without --backed"
+        f"a.{_attr(key)}.tocsr(); a.write_h5ad('{path.stem}.csr.h5ad'), or fit in memory (without {{backed}})"
     )
 
 
@@ -319,13 +314,13 @@ class BackedCellData:
             pending.append(self.block(start, stop, sel))
             n_pending += pending[-1]["x"].shape[0]
             while n_pending >= batch_size:
-                merged = _stack(pending)
-                yield _tensors(merged, np.arange(batch_size))
-                rest = _take(merged, np.arange(batch_size, n_pending))
+                merged = stack_blocks(pending)
+                yield to_tensors(merged, np.arange(batch_size))
+                rest = take_block(merged, np.arange(batch_size, n_pending))
                 pending, n_pending = [rest], n_pending - batch_size
         if n_pending:
-            merged = _stack(pending)
-            yield _tensors(merged, np.arange(n_pending))
+            merged = stack_blocks(pending)
+            yield to_tensors(merged, np.arange(n_pending))
 
     def subset(self, rows: np.ndarray) -> _RowsSource:
         """A batch source over the sorted file ``rows`` only."""
@@ -345,31 +340,6 @@ class _RowsSource:
         return self.data.batches(batch_size, self.rows)
 
 
-def _stack(blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    if len(blocks) == 1:
-        return blocks[0]
-    return {
-        k: sp.vstack([b[k] for b in blocks], format="csr") if k == "x" else np.concatenate([b[k] for b in blocks])
-        for k in blocks[0]
-    }
-
-
-def _take(block: dict[str, Any], idx: np.ndarray) -> dict[str, Any]:
-    return {k: v[idx] for k, v in block.items()}
-
-
-def _tensors(block: dict[str, Any], idx: np.ndarray) -> dict[str, Tensor]:
-    out = {}
-    for k, v in block.items():
-        part = v[idx]
-        if k == "x":
-            out[k] = torch.from_numpy(part.toarray().astype(np.float32, copy=False))
-        else:
-            t = torch.from_numpy(np.ascontiguousarray(part))
-            out[k] = t.float() if t.is_floating_point() else t.long()
-    return out
-
-
 def _source(file: h5py.File, path: Path, layer: str | None) -> tuple[BackedCounts, _Scan | None, str]:
     """The counts to use (layer, else raw if it holds counts, else X), with the first pass if it was done."""
     if layer is not None:
@@ -377,7 +347,7 @@ def _source(file: h5py.File, path: Path, layer: str | None) -> tuple[BackedCount
             available = ", ".join(map(repr, file["layers"].keys())) if "layers" in file else "none"
             raise ScivaeInputError(
                 f"layer {layer!r} is not in adata.layers (available: {available}): pass an existing layer with "
-                "--layer (layer= in Python), or leave it out to use adata.raw or X"
+                "{layer}, or leave it out to use adata.raw or X"
             )
         return BackedCounts(path, f"layers/{layer}"), None, f"layers[{layer!r}]"
     if "raw/X" in file:
@@ -387,7 +357,7 @@ def _source(file: h5py.File, path: Path, layer: str | None) -> tuple[BackedCount
             return raw, scan, "raw"
         raw.close()
     if "X" not in file:
-        raise ScivaeInputError("adata.X is empty: pass data with raw counts in X, adata.raw or a layer (--layer)")
+        raise ScivaeInputError("adata.X is empty: pass data with raw counts in X, adata.raw or a layer ({layer})")
     return BackedCounts(path, "X"), None, "X"
 
 
@@ -405,7 +375,7 @@ def backed_path(adata: Any) -> Path:
             "or leave backed out for an AnnData in memory"
         )
     if path.suffix.lower() != ".h5ad" or not h5py.is_hdf5(path):
-        raise ScivaeInputError(f"{path} is not an .h5ad (HDF5) file: --backed streams .h5ad files only")
+        raise ScivaeInputError(f"{path} is not an .h5ad (HDF5) file: {{backed}} streams .h5ad files only")
     return path
 
 
@@ -425,8 +395,8 @@ def prepare_backed(
     (a :class:`BackedCellData` that reads the counts when asked).
     """
     path = backed_path(adata)
-    if n_top_genes is not None and n_top_genes < 1:
-        raise ScivaeInputError(f"n_top_genes must be >= 1, got {n_top_genes}")
+    if n_top_genes is not None:
+        positive_int(n_top_genes, "n_top_genes")
     file = h5py.File(path, "r")
     try:
         obs = (
@@ -500,122 +470,6 @@ def align_backed(
     return BackedCellData(
         counts, position, encoder.transform(obs), np.arange(counts.n_obs), summary, np.zeros(0), chunk_rows
     )
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Training batches
-# ----------------------------------------------------------------------------------------------------------
-
-
-class _ChunkStream(IterableDataset):
-    """Global batches cut from windows of chunks; each process yields its share of every batch.
-
-    Training: the chunk order is shuffled every epoch, the rows of ``window_chunks`` chunks are shuffled
-    together and cut into batches; rows left over at the end of a window open the next one, so an epoch has
-    ``ceil(rows / batch_size)`` batches whatever the chunk order (Lightning and DDP need a fixed count).
-    """
-
-    def __init__(
-        self,
-        data: BackedCellData,
-        rows: np.ndarray,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        window_chunks: int = WINDOW_CHUNKS,
-        rank: int | None = None,
-        world: int | None = None,
-    ) -> None:
-        self.rank, self.world = rank, world  # default: read from torch.distributed when iterating
-        self.data, self.rows, self.batch_size = data, np.sort(rows), batch_size
-        self.shuffle, self.seed, self.window_chunks = shuffle, seed, window_chunks
-        bounds = np.arange(0, data.n_obs + data.chunk_rows, data.chunk_rows).clip(max=data.n_obs)
-        cut = np.searchsorted(self.rows, bounds)
-        self.chunk_rows = [(int(bounds[i]), int(bounds[i + 1]), cut[i], cut[i + 1]) for i in range(len(bounds) - 1)]
-        self.chunk_rows = [c for c in self.chunk_rows if c[3] > c[2]]
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.rows) / self.batch_size)
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        rank, world = (self.rank, self.world) if self.world is not None else rank_world()
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
-        order = rng.permutation(len(self.chunk_rows)) if self.shuffle else np.arange(len(self.chunk_rows))
-        pending: dict[str, Any] | None = None
-        for w in range(0, len(order), self.window_chunks):
-            blocks = [] if pending is None else [pending]
-            fresh = []
-            for c in order[w : w + self.window_chunks]:
-                start, stop, lo, hi = self.chunk_rows[c]
-                fresh.append(self.data.block(start, stop, self.rows[lo:hi]))
-            fresh_block = _stack(fresh)
-            n_fresh = fresh_block["x"].shape[0]
-            perm = rng.permutation(n_fresh) if self.shuffle else np.arange(n_fresh)
-            blocks.append(_take(fresh_block, perm))
-            window = _stack(blocks)
-            n = window["x"].shape[0]
-            last = w + self.window_chunks >= len(order)
-            n_full = n if last else n - n % self.batch_size
-            starts = list(range(0, n_full, self.batch_size))
-            if last and len(starts) > 1 and n_full - starts[-1] < world:
-                starts.pop()  # a final batch with fewer rows than processes joins the one before
-            for i, b in enumerate(starts):
-                end = starts[i + 1] if i + 1 < len(starts) else n_full
-                yield _tensors(window, np.sort(shard_batch(np.arange(b, end), rank, world)))
-            pending = None if n_full == n else _take(window, np.arange(n_full, n))
-
-
-class StreamingDataModule(L.LightningDataModule):
-    """Training and validation batches streamed from a :class:`BackedCellData` (flat memory).
-
-    A batch mixes the rows of one window of ``window_chunks`` chunks drawn at random from the whole file;
-    for a file sorted by sample a larger window (or a file written in shuffled order) mixes better.
-
-    Parameters
-    ----------
-    data
-        The backed cells.
-    train_rows, validation_rows
-        File rows of the training and validation cells.
-    batch_size
-        Global minibatch size (under DDP each process takes its share of every batch).
-    seed
-        Seed of the chunk order and of the shuffling within windows.
-    window_chunks
-        Chunks shuffled together: more mixes better and holds more rows in memory.
-    """
-
-    def __init__(
-        self,
-        data: BackedCellData,
-        train_rows: np.ndarray,
-        validation_rows: np.ndarray,
-        batch_size: int = 128,
-        seed: int = 0,
-        window_chunks: int = WINDOW_CHUNKS,
-    ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ScivaeInputError(f"batch size must be >= 1, got {batch_size}")
-        self.data = data
-        self.train_indices, self.validation_indices = np.sort(train_rows), np.sort(validation_rows)
-        self.batch_size, self.seed, self.window_chunks = int(batch_size), seed, window_chunks
-        self._train = _ChunkStream(data, self.train_indices, self.batch_size, True, seed, window_chunks)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self._train, batch_size=None)
-
-    def val_dataloader(self) -> DataLoader | list:
-        if len(self.validation_indices) == 0:
-            return []
-        stream = _ChunkStream(self.data, self.validation_indices, self.batch_size, False, self.seed, self.window_chunks)
-        return DataLoader(stream, batch_size=None)
-
-    def validation_arrays(self) -> _RowsSource:
-        """The validation cells (or the training cells without a validation set) as a batch source."""
-        return self.data.subset(self.validation_indices if len(self.validation_indices) else self.train_indices)
 
 
 def streaming_split(data: BackedCellData, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

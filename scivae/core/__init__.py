@@ -1,62 +1,72 @@
-"""The domain-free VAE core: posterior, objective, schedules, diagnostics, training and persistence.
+"""The domain-free VAE core, in four floors (see ``ARCHITECTURE.md`` at the top of the repository):
 
-Adapters subclass :class:`VAEModule` and :class:`BaseModel` and register themselves (see ``README.md``);
-nothing here knows about AnnData or SMILES, or names an adapter.
+* :mod:`scivae.core.module` -- the ``nn.Module`` side: :class:`VAEModule` (inference / generative / loss), the
+  Gaussian posterior, the objective (beta, free bits, capacity) and the latent priors;
+* :mod:`scivae.core.data` -- data modules: arrays in memory, arrays on the training device, streamed chunks;
+* :mod:`scivae.core.train` -- Lightning: :func:`fit_module`, the training plan, callbacks (KL annealing, collapse
+  monitor, best weights, resumable checkpoints, divergence guard), schedules, precision, DDP helpers;
+* :mod:`scivae.core.model` -- the user-facing base class :class:`BaseModel` and model folders.
+
+Beside them: :mod:`scivae.core.options` (:class:`TrainingOptions` and the option checks),
+:mod:`scivae.core.diagnostics` (posterior collapse) and :mod:`scivae.core.seeding`.
+
+Adapters subclass :class:`VAEModule` and :class:`BaseModel` and register themselves; nothing here knows about
+AnnData or SMILES, or names an adapter. The names below load on first use, so importing one floor does not
+import Lightning.
 """
 
-from scivae.core.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
-from scivae.core.data import ArrayDataModule, GroupedBatchSampler, iterate_batches, split_indices, take_rows
-from scivae.core.diagnostics import (
-    CollapseReport,
-    active_unit_variance,
-    active_units,
-    collapse_report,
-    kl_per_dimension,
-)
-from scivae.core.fit import FitResult, fit_module, posterior_over
-from scivae.core.model import BaseModel, load
-from scivae.core.module import Batch, LossOutput, VAEModule
-from scivae.core.objective import KLConfig, kl_term
-from scivae.core.persistence import FORMAT_VERSION, load_model_dir, save_model_dir
-from scivae.core.posterior import GaussianHead, GaussianPosterior, standard_normal_log_prob
-from scivae.core.report import write_fit_report
-from scivae.core.schedules import SCHEDULES, KLSchedule, make_schedule
-from scivae.core.training_plan import VAETrainingPlan
+from __future__ import annotations
 
-__all__ = [
-    "FORMAT_VERSION",
-    "SCHEDULES",
-    "ArrayDataModule",
-    "GroupedBatchSampler",
-    "BaseModel",
-    "Batch",
-    "BestWeights",
-    "CollapseMonitor",
-    "CollapseReport",
-    "FitResult",
-    "GaussianHead",
-    "GaussianPosterior",
-    "KLAnnealing",
-    "KLConfig",
-    "KLSchedule",
-    "LossOutput",
-    "VAEModule",
-    "VAETrainingPlan",
-    "WarmupAwareEarlyStopping",
-    "active_unit_variance",
-    "active_units",
-    "collapse_report",
-    "fit_module",
-    "iterate_batches",
-    "kl_per_dimension",
-    "kl_term",
-    "load",
-    "load_model_dir",
-    "make_schedule",
-    "posterior_over",
-    "save_model_dir",
-    "split_indices",
-    "standard_normal_log_prob",
-    "take_rows",
-    "write_fit_report",
-]
+import importlib
+from typing import Any
+
+#: Public name -> module that defines it.
+_WHERE = {
+    "ArrayDataModule": "scivae.core.data.arrays",
+    "GroupedBatchSampler": "scivae.core.data.arrays",
+    "iterate_batches": "scivae.core.data.arrays",
+    "split_indices": "scivae.core.data.arrays",
+    "take_rows": "scivae.core.data.arrays",
+    "CollapseReport": "scivae.core.diagnostics",
+    "active_unit_variance": "scivae.core.diagnostics",
+    "active_units": "scivae.core.diagnostics",
+    "collapse_report": "scivae.core.diagnostics",
+    "kl_per_dimension": "scivae.core.diagnostics",
+    "BaseModel": "scivae.core.model.base",
+    "load": "scivae.core.model.base",
+    "FORMAT_VERSION": "scivae.core.model.persistence",
+    "load_model_dir": "scivae.core.model.persistence",
+    "save_model_dir": "scivae.core.model.persistence",
+    "Batch": "scivae.core.module.base",
+    "LossOutput": "scivae.core.module.base",
+    "VAEModule": "scivae.core.module.base",
+    "KLConfig": "scivae.core.module.objective",
+    "kl_term": "scivae.core.module.objective",
+    "GaussianHead": "scivae.core.module.posterior",
+    "GaussianPosterior": "scivae.core.module.posterior",
+    "standard_normal_log_prob": "scivae.core.module.posterior",
+    "TrainingOptions": "scivae.core.options",
+    "BestWeights": "scivae.core.train.callbacks",
+    "CollapseMonitor": "scivae.core.train.callbacks",
+    "KLAnnealing": "scivae.core.train.callbacks",
+    "WarmupAwareEarlyStopping": "scivae.core.train.callbacks",
+    "FitResult": "scivae.core.train.fit",
+    "fit_module": "scivae.core.train.fit",
+    "posterior_over": "scivae.core.train.fit",
+    "VAETrainingPlan": "scivae.core.train.plan",
+    "SCHEDULES": "scivae.core.train.schedules",
+    "KLSchedule": "scivae.core.train.schedules",
+    "make_schedule": "scivae.core.train.schedules",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'scivae.core' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "data", "diagnostics", "model", "module", "options", "seeding", "train"]

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from scivae.core.module import Batch, VAEModule
-    from scivae.core.posterior import GaussianPosterior
+    from scivae.core.module.base import Batch, VAEModule
+    from scivae.core.module.posterior import GaussianPosterior
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 COLLAPSED_KL_NATS = 0.1

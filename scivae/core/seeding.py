@@ -3,7 +3,7 @@
 Every model builds its initial weights inside :func:`seeded` with the seed given at construction, and every
 stochastic evaluation (posterior samples, ELBO estimates, prior samples) takes a ``seed`` argument used the
 same way; ``seed=None`` draws from the global random state instead. Training seeds torch, numpy and Python
-through Lightning (see :func:`~scivae.core.fit.fit_module`), with the model's seed unless another is given.
+through Lightning (see :func:`~scivae.core.train.fit.fit_module`), with the model's seed unless another is given.
 """
 
 from __future__ import annotations

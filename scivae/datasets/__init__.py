@@ -11,3 +11,8 @@ from scivae.datasets._moses import moses
 from scivae.datasets._pbmc import pbmc3k
 
 __all__ = ["ifnb", "moses", "pbmc3k"]
+
+
+def __dir__() -> list[str]:
+    # tab completion and dir() show the public API, not the modules this one imports
+    return list(__all__)

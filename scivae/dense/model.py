@@ -12,8 +12,9 @@ import pandas as pd
 import torch
 
 from scivae.core import BaseModel, KLConfig
-from scivae.core.model import select_rows
-from scivae.core.persistence import check_config_keys, check_saved_shapes
+from scivae.core.model.base import select_rows
+from scivae.core.model.persistence import check_config_keys, check_saved_shapes
+from scivae.core.options import TrainingOptions
 from scivae.core.seeding import seeded
 from scivae.dense.module import GaussianVAEModule
 from scivae.errors import ScivaeInputError
@@ -77,17 +78,22 @@ class GaussianVAE(BaseModel):
             raise ScivaeInputError("the data contain NaN or inf: impute or drop those rows first")
         return {"x": x}
 
-    def fit(self, x: np.ndarray, max_epochs: int = 100, batch_size: int = 128, **kwargs: Any) -> GaussianVAE:
-        """Train on ``x``; keyword arguments go to :func:`~scivae.core.fit_module` (``kl_schedule``, ``seed``...).
+    def fit(self, x: np.ndarray, options: TrainingOptions | None = None, /, **changes: Any) -> GaussianVAE:
+        """Train on ``x``.
+
+        ``options`` and ``changes``: training options (:class:`~scivae.core.options.TrainingOptions`, e.g.
+        ``max_epochs=25, kl_schedule="constant"``) on top of :meth:`training_defaults`, and the run's own arguments
+        (``checkpoint_dir``, ``callbacks``...; see :func:`~scivae.core.fit_module`).
 
         Returns
         -------
         GaussianVAE
             ``self``, trained; the history and diagnostics are in :attr:`fit_result`.
         """
+        opts, run = self._options_and_run(options, changes)
         arrays = self._check(x)
         self._x = arrays["x"]
-        self._fit_arrays(arrays, max_epochs=max_epochs, batch_size=batch_size, **kwargs)
+        self._fit_arrays(arrays, opts, **run)
         return self
 
     # -- latent-toolkit hooks --------------------------------------------------------------------------

@@ -5,10 +5,10 @@ MOSES metrics live in :mod:`scivae.molecules.metrics`. Needs the ``molecules`` e
 
 import rdkit  # noqa: F401  (fail here, with the extra named by ``scivae.MolVAE``, not deep inside a fit)
 
-from scivae.molecules.io import MoleculeSet, canonical_smiles, clean_smiles, read_smiles_entries, read_smiles_file
-from scivae.molecules.model import MolVAEModule
+from scivae.molecules.data import MoleculeSet, canonical_smiles, clean_smiles, read_smiles_entries, read_smiles_file
+from scivae.molecules.model import MolVAE
+from scivae.molecules.module import MolVAEModule
 from scivae.molecules.tokenizer import Vocabulary, detokenize, tokenize, tokenize_smiles
-from scivae.molecules.vae import MolVAE
 
 __all__ = [
     "MolVAE",
@@ -23,3 +23,8 @@ __all__ = [
     "tokenize",
     "tokenize_smiles",
 ]
+
+
+def __dir__() -> list[str]:
+    # tab completion and dir() show the public API, not the modules this one imports
+    return list(__all__)

@@ -42,7 +42,7 @@ _MAY_END[[ATOM, RING, CLOSE]] = True
 
 
 class DecodingConstraint(Protocol):
-    """The interface :meth:`~scivae.molecules.model.MolVAEModule.decode` uses."""
+    """The interface :meth:`~scivae.molecules.module.MolVAEModule.decode` uses."""
 
     def start(self, n: int, device: torch.device) -> State: ...
 

@@ -82,7 +82,7 @@ MOSES_KEYS: tuple[str, ...] = (
 FP_RADIUS = 2
 FP_BITS = 1024
 ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
-_DATA_DIR = Path(__file__).resolve().parent / "data"
+_DATA_DIR = Path(__file__).resolve().parent / "filters"
 _STATS_FORMAT = "scivae-moses-reference-stats-v1"
 _CHUNK = 512
 
@@ -130,7 +130,7 @@ def _alert_patterns() -> tuple[Any, ...]:
         smarts += [row[0] for row in csv.reader(fh) if row]
     patterns = tuple(Chem.MolFromSmarts(s) for s in smarts)
     if any(p is None for p in patterns):  # would mean an RDKit regression; fail loudly, not silently pass
-        raise RuntimeError("RDKit could not parse a MCF/PAINS SMARTS pattern in scivae/molecules/data")
+        raise RuntimeError("RDKit could not parse a MCF/PAINS SMARTS pattern in scivae/molecules/filters")
     return patterns
 
 
@@ -428,7 +428,7 @@ def tanimoto_to(query: str, smiles: Sequence[str]) -> np.ndarray:
     ScivaeInputError
         When ``query`` is not a valid molecule.
     """
-    from scivae.molecules.io import rdkit_quiet
+    from scivae.molecules.data import rdkit_quiet
 
     with rdkit_quiet():
         q = get_mol(query) if query else None
@@ -574,12 +574,20 @@ class ReferenceStats:
         """
         path = Path(path)
         if not path.is_file():
-            raise ScivaeInputError(f"{path} does not exist: compute it first with --test TEST --test-stats {path}")
+            raise ScivaeInputError(
+                f"{path} does not exist: compute the statistics of the test molecules first (compute_reference_stats"
+                "(test).save(path), or scivae evaluate with {test} and {test_stats})",
+                "test",
+                "test_stats",
+            )
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "format" not in z.files or str(z["format"]) != _STATS_FORMAT:
                     raise ScivaeInputError(
-                        f"{path} is not a scivae test-statistics file: recompute it with --test --test-stats"
+                        f"{path} is not a scivae test-statistics file: compute it again from the test molecules "
+                        "({test} with {test_stats})",
+                        "test",
+                        "test_stats",
                     )
                 fps = np.unpackbits(z["fingerprints"], axis=1)[:, :FP_BITS].astype(np.uint8)
                 return cls(
@@ -594,7 +602,10 @@ class ReferenceStats:
             if isinstance(exc, ScivaeInputError):
                 raise
             raise ScivaeInputError(
-                f"cannot read {path} ({type(exc).__name__}): recompute it with --test TEST --test-stats"
+                f"cannot read {path} ({type(exc).__name__}): compute it again from the test molecules "
+                "({test} with {test_stats})",
+                "test",
+                "test_stats",
             ) from exc
 
 

@@ -14,8 +14,13 @@ script and on a machine without a display.
 The fit report of ``scivae fit`` and ``scivae plot`` draw their pictures with these functions.
 """
 
-from scivae.core.plots import kl_per_dim, rate_distortion, training_curves
-from scivae.pl._latent import anomaly_scores, latent_umap
-from scivae.pl._molecules import molecules
+from scivae.pl.fit import kl_per_dim, rate_distortion, training_curves
+from scivae.pl.latent import anomaly_scores, latent_umap
+from scivae.pl.molecules import molecules
 
 __all__ = ["anomaly_scores", "kl_per_dim", "latent_umap", "molecules", "rate_distortion", "training_curves"]
+
+
+def __dir__() -> list[str]:
+    # tab completion and dir() show the public API, not the modules this one imports
+    return list(__all__)

@@ -1,4 +1,4 @@
-"""benchmarks/scale/run.py in smoke mode: the measuring script runs end to end and reports what it measured."""
+"""benchmarks.scale.run in smoke mode: the measuring script runs end to end and reports what it measured."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_scale_benchmark_smoke(tmp_path):
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "scale" / "run.py"), "--smoke", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.scale.run", "--smoke", "--json", str(tmp_path / "r.json")],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads((tmp_path / "results.json").read_text())
+    report = json.loads((tmp_path / "r.json").read_text())
     runs = report["runs"]
     assert [(r["mode"], r["n_cells"]) for r in runs] == [("backed", 2000), ("memory", 2000), ("backed", 6000)]
     for r in runs:
@@ -26,4 +27,5 @@ def test_scale_benchmark_smoke(tmp_path):
         assert r["peak_rss_mb"] >= r["hwm_after_prepare_mb"] > 0 and r["train_cells_per_s"] > 0
     assert report["summary"]["throughput_ratio_backed_over_memory"]["median"] > 0
     assert "backed_rss_growth" in report["summary"]
-    assert (tmp_path / "results.csv").read_text().count("\n") == 4
+    assert report["settings"]["tune_allocator"] is False
+    assert (tmp_path / "r.csv").read_text().count("\n") == 4

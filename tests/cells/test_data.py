@@ -12,9 +12,9 @@ import scanpy as sc
 import scipy.io
 import scipy.sparse as sp
 
-from scivae.cells.data import CovariateEncoder, align, count_problem, prepare
-from scivae.cells.io import read_anndata
+from scivae.cells.data import CovariateEncoder, align, count_problem, prepare, read_anndata
 from scivae.errors import ScivaeInputError
+from scivae_cli.common import flag
 from tests.cells.conftest import pbmc_subset
 
 
@@ -82,7 +82,7 @@ def test_counts_come_from_layer_then_raw_then_x(pbmc_small) -> None:
     data, _, _, source = prepare(b, layer="counts")
     assert source == "layers['counts']" and (data.arrays["x"] != counts).nnz == 0
     # log-normalised X without counts anywhere: one clear line naming the fix
-    with pytest.raises(ScivaeInputError, match=r"^X looks log-normalised .*--layer counts.*adata\.raw") as e:
+    with pytest.raises(ScivaeInputError, match=r"^X looks log-normalised .*layer=counts.*adata\.raw") as e:
         prepare(lognorm)
     assert "\n" not in str(e.value)
 
@@ -101,7 +101,7 @@ def test_non_count_data_is_rejected(pbmc_small, corrupt, message) -> None:
     a.X = corrupt(a.X.copy())
     with pytest.raises(ScivaeInputError, match=message) as e:
         prepare(a)
-    assert "\n" not in str(e.value) and "--layer" in str(e.value)
+    assert "\n" not in str(e.value) and "layer=counts" in str(e.value) and "--layer=counts" in e.value.render(flag)
 
 
 def _shift(x: sp.csr_matrix, value: float) -> sp.csr_matrix:

@@ -169,7 +169,7 @@ def _row_case(n_rows: int = 6, n_genes: int = 40, seed: int = 0):
     """Counts with empty rows and large values, float64 log means, and the non-zero coordinates."""
     import scipy.sparse as sp
 
-    from scivae.core.device_data import DeviceArrays
+    from scivae.core.data.device import DeviceArrays
 
     rng = np.random.default_rng(seed)
     counts = rng.negative_binomial(2, 0.3, size=(n_rows, n_genes)).astype(np.float32)

@@ -13,13 +13,8 @@ import pytest
 import scipy.sparse as sp
 
 from scivae.cells import CellVAE, prepare
-from scivae.cells.streaming import (
-    BackedCellData,
-    BackedCounts,
-    _ChunkStream,
-    prepare_backed,
-    write_with_latent,
-)
+from scivae.cells.streaming import BackedCellData, BackedCounts, prepare_backed, write_with_latent
+from scivae.core.data.streaming import _ChunkStream
 from scivae.errors import ScivaeInputError
 
 from .conftest import pbmc_subset

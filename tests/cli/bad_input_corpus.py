@@ -3,8 +3,7 @@
 :func:`build_corpus` writes small inputs into a folder (a PBMC 3k subset, MOSES SMILES, two tiny trained models
 and broken variants of all of them) and returns one :class:`Case` per bad input: the command line, the files
 that must stay byte-identical, the paths that must not exist afterwards, and a fragment of the expected message.
-``tests/cli/test_bad_input_contract.py`` runs it in-process; ``benchmarks/reliability/run.py`` runs it through
-the real ``scivae`` command.
+``tests/cli/test_bad_input_contract.py`` runs it in-process.
 """
 
 from __future__ import annotations
@@ -298,31 +297,31 @@ def build_corpus(root: Path) -> list[Case]:
     )  # fmt: skip
 
     # -- options ----------------------------------------------------------------------------------------------
-    fit("options", "zero_epochs", good, "--max-epochs must be an integer >= 1", "--max-epochs", "0")
-    fit("options", "negative_epochs", good, "--max-epochs must be an integer >= 1", "--max-epochs", "-3")
-    fit("options", "zero_batch_size", good, "--batch-size must be an integer >= 1", "--batch-size", "0")
-    fit("options", "zero_latent_size", good, "--n-latent must be an integer >= 1", "--n-latent", "0")
-    fit("options", "zero_batch_size_molecules", good_smi, "--batch-size must be an integer >= 1", "--batch-size", "0")
-    fit("options", "negative_latent_molecules", good_smi, "--n-latent must be an integer >= 1", "--n-latent", "-1")
+    fit("options", "zero_epochs", good, "--max-epochs=0 is not an integer >= 1", "--max-epochs", "0")
+    fit("options", "negative_epochs", good, "--max-epochs=-3 is not an integer >= 1", "--max-epochs", "-3")
+    fit("options", "zero_batch_size", good, "--batch-size=0 is not an integer >= 1", "--batch-size", "0")
+    fit("options", "zero_latent_size", good, "--n-latent=0 is not an integer >= 1", "--n-latent", "0")
+    fit("options", "zero_batch_size_molecules", good_smi, "--batch-size=0 is not an integer >= 1", "--batch-size", "0")
+    fit("options", "negative_latent_molecules", good_smi, "--n-latent=-1 is not an integer >= 1", "--n-latent", "-1")
     embed_out = out("embed_bs.h5ad")
     cases.append(
         Case("options", "embed_zero_batch_size",
              ["embed", str(cell_model), str(good), "-o", str(embed_out), "--batch-size", "0"],
-             "--batch-size must be an integer >= 1", [good, cell_model], [embed_out])
+             "--batch-size=0 is not an integer >= 1", [good, cell_model], [embed_out])
     )  # fmt: skip
     fit("options", "unknown_likelihood", good, "unknown likelihood 'gauss'", "--likelihood", "gauss")
     fit("options", "unknown_alphabet", good_smi, "unknown alphabet 'inchi'", "--alphabet", "inchi")
-    fit("options", "unknown_kl_schedule", good, "unknown KL schedule 'step'", "--kl-schedule", "step")
+    fit("options", "unknown_kl_schedule", good, "--kl-schedule='step' is unknown", "--kl-schedule", "step")
     if not torch.cuda.is_available():
         fit("options", "gpu_without_gpu", good, "no CUDA GPU is available", "--accelerator", "gpu")
         cases.append(
-            Case("options", "evaluate_cuda_without_gpu", ["evaluate", str(good_smi), "--device", "cuda"],
+            Case("options", "evaluate_cuda_without_gpu", ["evaluate", str(good_smi), "--accelerator", "cuda"],
                  "no CUDA GPU is available", [good_smi], [])
         )  # fmt: skip
-    fit("options", "bad_devices", good, "--devices 'two'", "--devices", "two")
+    fit("options", "bad_devices", good, "--devices='two'", "--devices", "two")
     gen_out = out("t0.smi")
     cases.append(
         Case("options", "temperature_zero", ["generate", str(mol_model), "-n", "5", "--temperature", "0", "-o",
-             str(gen_out)], "--temperature must be a finite number > 0", [mol_model], [gen_out])
+             str(gen_out)], "--temperature=0.0 is not a finite number > 0", [mol_model], [gen_out])
     )  # fmt: skip
     return cases

@@ -15,7 +15,8 @@ import scanpy as sc
 import torch
 from typer.testing import CliRunner
 
-from scivae_cli.cells import default_out, fit_cells
+from scivae_cli.cells import default_out
+from scivae_cli.fit import fit as fit_command
 from scivae_cli.main import app
 from tests.cells.conftest import pbmc_subset
 
@@ -48,7 +49,7 @@ def test_fit_writes_model_embedding_and_report(h5ad: Path, tmp_path: Path) -> No
     out = tmp_path / "cells.scivae"
     assert default_out(h5ad) == out
     assert _sha(h5ad) == sha  # the input is byte-identical
-    assert torch.get_num_threads() == len(os.sched_getaffinity(0))  # --threads 0 (default): every usable core
+    assert 1 <= torch.get_num_threads() <= len(os.sched_getaffinity(0))  # --threads 0 (default): the idle cores
     for name in ("model/model.safetensors", "model/config.json", "embedded.h5ad", "metrics.json", "history.csv"):
         assert (out / name).is_file(), name
     for name in ("training_curves.png", "kl_per_dim.png", "rate_distortion.png", "latent_umap.png"):
@@ -114,9 +115,9 @@ def test_fit_writes_model_embedding_and_report(h5ad: Path, tmp_path: Path) -> No
     ]  # fmt: skip
 
 
-def test_fit_cells_direct_call(h5ad: Path, tmp_path: Path) -> None:
+def test_fit_command_called_from_python(h5ad: Path, tmp_path: Path) -> None:
     out = tmp_path / "custom"
-    fit_cells(h5ad, out=out, n_latent=3, max_epochs=2, batch_size=64, kl_warmup=4, n_top_genes=100, seed=1)
+    fit_command(h5ad, out=out, n_latent=3, max_epochs=2, batch_size=64, kl_warmup=4, n_top_genes=100, seed=1)
     assert ad.read_h5ad(out / "embedded.h5ad").obsm["X_scivae"].shape == (400, 3)
     cfg = json.loads((out / "model" / "config.json").read_text())
     assert cfg["model_type"] == "cell" and len(cfg["adapter_state"]["genes"]) == 100
@@ -163,7 +164,7 @@ def test_bad_inputs_exit_2_with_one_line(h5ad: Path, tmp_path: Path) -> None:
 
 def test_embed_errors(h5ad: Path, tmp_path: Path) -> None:
     out = tmp_path / "fit"
-    fit_cells(h5ad, out=out, n_latent=3, max_epochs=1, batch_size=64, kl_warmup=2)
+    fit_command(h5ad, out=out, n_latent=3, max_epochs=1, batch_size=64, kl_warmup=2)
     fewer = ad.read_h5ad(h5ad)[:, 20:].copy()
     path = tmp_path / "fewer.h5ad"
     fewer.write_h5ad(path)

@@ -6,7 +6,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from scivae.molecules.io import read_smiles_entries
+from scivae.molecules.data import read_smiles_entries
 from scivae.molecules.metrics import MOSES_KEYS
 from scivae_cli.main import app
 
@@ -94,7 +94,7 @@ def test_no_valid_generated_molecule_writes_null_not_nan(tmp_path):
         (lambda d, g: [str(g), "--train", str(d / "bad_test.smi")], "no valid molecule in the training set"),
         (lambda d, g: [str(d / "gen.sdf")], "unsupported file type"),
         (lambda d, g: [str(d / "empty.smi")], "no molecules in generated file"),
-        (lambda d, g: [str(g), "--test-stats", str(d / "gen.sdf")], "recompute"),
+        (lambda d, g: [str(g), "--test-stats", str(d / "gen.sdf")], "(--test with --test-stats)"),
         (lambda d, g: [str(d / "two_cols.csv")], "--column"),
     ],
 )

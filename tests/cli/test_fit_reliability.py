@@ -19,7 +19,7 @@ from filelock import FileLock
 from typer.testing import CliRunner
 
 import scivae_cli.molecules as molcli
-from scivae.core.resume import checkpoint_position
+from scivae.core.train.resume import checkpoint_position
 from scivae.datasets._moses import moses
 from scivae_cli.fit_output import CHECKPOINT_DIR, CHECKPOINT_FILE, LOCK_FILE
 from scivae_cli.main import app
@@ -37,13 +37,13 @@ CHILD = f"""
 import sys, time
 from pathlib import Path
 import lightning as L
-import scivae.core.model as core_model
+import scivae.core.model.base as core_model
 import scivae_cli.molecules as molcli
 from scivae_cli.main import app
 
 MARK, STEP = Path(sys.argv[1]), int(sys.argv[2])
 molcli.MODEL_OVERRIDES.update({TINY_MOLECULES})
-molcli.FIT_DEFAULTS["check_samples"] = 20
+molcli.CHECK_SAMPLES = 20
 
 class Freeze(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -64,7 +64,7 @@ app()
 @pytest.fixture()
 def tiny_molecules(monkeypatch):
     monkeypatch.setattr(molcli, "MODEL_OVERRIDES", dict(TINY_MOLECULES))
-    monkeypatch.setitem(molcli.FIT_DEFAULTS, "check_samples", 20)
+    monkeypatch.setattr(molcli, "CHECK_SAMPLES", 20)
     torch.set_num_threads(1)
 
 
@@ -182,12 +182,12 @@ def test_replacing_a_finished_output_needs_force_and_a_failed_replacement_keeps_
     r = runner.invoke(app, ["fit", str(cells), *FAST, "--out", str(out), "--seed", "5"])
     assert r.exit_code == 2 and "holds a finished fit: add --force" in r.output and fingerprint(out) == before
 
-    import scivae.core
+    import scivae.pl.report
 
     def broken_report(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(scivae.core, "write_fit_report", broken_report)
+    monkeypatch.setattr(scivae.pl.report, "write_fit_report", broken_report)
     r = runner.invoke(app, ["fit", str(cells), *FAST, "--out", str(out), "--seed", "5", "--force"])
     assert r.exit_code == 1 and "No space left on device" in r.output
     # the failure came after the checkpoints: they are kept for --resume, the previous results are untouched

@@ -31,7 +31,7 @@ def fitted(tmp_path_factory):
     mp.setattr(
         molcli, "MODEL_OVERRIDES", dict(embedding_dim=16, encoder_hidden=32, decoder_hidden=64, decoder_layers=1)
     )
-    mp.setitem(molcli.FIT_DEFAULTS, "check_samples", 50)
+    mp.setattr(molcli, "CHECK_SAMPLES", 50)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     r = runner.invoke(
@@ -98,10 +98,10 @@ def test_generate_seeded_and_to_file(fitted):
     c = tmp / "c.csv"
     r = runner.invoke(app, ["generate", str(model), "-n", "10", "-o", str(c), "--seed", "3", "--keep-invalid"])
     assert r.exit_code == 0 and c.read_text().startswith("smiles,valid\n")
-    # the fit output folder works as well as its model/, and --device picks where sampling runs
+    # the fit output folder works as well as its model/, and --accelerator picks where sampling runs
     d = tmp / "d.smi"
     args = ["generate", str(model.parent), "-n", "30", "-o", str(d), "--seed", "3", "--keep-invalid"]
-    r = runner.invoke(app, [*args, "--device", "cpu"])
+    r = runner.invoke(app, [*args, "--accelerator", "cpu"])
     assert r.exit_code == 0, r.output
     assert d.read_text() == a.read_text()
 
@@ -197,14 +197,14 @@ def test_bad_input_exits_2(fitted, tmp_path):
     assert "--column" in _one_line_error(runner.invoke(app, ["fit", str(csv)]))
     assert "no column 'mol'" in _one_line_error(runner.invoke(app, ["fit", str(csv), "--column", "mol"]))
     assert "alphabet" in _one_line_error(runner.invoke(app, ["fit", str(csv), "--alphabet", "inchi"]))
-    assert "--lr-schedule 'step'" in _one_line_error(runner.invoke(app, ["fit", str(csv), "--lr-schedule", "step"]))
-    assert "--lr must be > 0" in _one_line_error(runner.invoke(app, ["fit", str(csv), "--lr", "0"]))
+    assert "--lr-schedule='step'" in _one_line_error(runner.invoke(app, ["fit", str(csv), "--lr-schedule", "step"]))
+    assert "--lr=0.0 is not a finite number > 0" in _one_line_error(runner.invoke(app, ["fit", str(csv), "--lr", "0"]))
     assert "model directory" in _one_line_error(runner.invoke(app, ["generate", str(tmp_path), "-n", "3"]))
     if not torch.cuda.is_available():
-        msg = _one_line_error(runner.invoke(app, ["generate", str(model), "-n", "3", "--device", "cuda"]))
+        msg = _one_line_error(runner.invoke(app, ["generate", str(model), "-n", "3", "--accelerator", "cuda"]))
         assert "no CUDA device" in msg
-    assert "--device 'tpu'" in _one_line_error(
-        runner.invoke(app, ["generate", str(model), "-n", "3", "--device", "tpu"])
+    assert "--accelerator='tpu'" in _one_line_error(
+        runner.invoke(app, ["generate", str(model), "-n", "3", "--accelerator", "tpu"])
     )
     assert "-n must be" in _one_line_error(runner.invoke(app, ["generate", str(model), "-n", "0"]))
     msg = _one_line_error(runner.invoke(app, ["interpolate", str(model), "CCO", "c1cc[se]c1"]))

@@ -20,7 +20,7 @@ from scivae.molecules.constraints import (
     decoding_constraint,
     smiles_token_kind,
 )
-from scivae.molecules.model import MolVAEModule
+from scivae.molecules.module import MolVAEModule
 from scivae.molecules.tokenizer import EOS_ID, Vocabulary, tokenize_many
 
 

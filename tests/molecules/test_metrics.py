@@ -177,7 +177,7 @@ def test_bad_input_raises_scivae_input_error(tmp_path):
     with pytest.raises(ScivaeInputError, match="training set"):
         M.compute_metrics(["CCO"], train=["yy"])
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
-    with pytest.raises(ScivaeInputError, match="recompute"):
+    with pytest.raises(ScivaeInputError, match="compute it again from the test molecules"):
         M.ReferenceStats.load(tmp_path / "bad.npz")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from scivae.datasets._moses import moses
 from scivae.errors import ScivaeInputError
-from scivae.molecules.io import canonicalize_many
+from scivae.molecules.data import canonicalize_many
 from scivae.molecules.tokenizer import (
     EOS_ID,
     PAD_ID,

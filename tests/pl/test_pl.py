@@ -12,8 +12,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from scivae import latent, pl
-from scivae.core import report, write_fit_report
 from scivae.errors import ScivaeInputError
+from scivae.pl import report
+from scivae.pl.report import write_fit_report
 
 
 def _png(path) -> bool:

@@ -1,0 +1,1 @@
+"""Cells benchmarks: run each script as a module from the repository root (see RESULTS.md here)."""

@@ -1,0 +1,1 @@
+"""Reliability benchmarks: run each script as a module from the repository root (see RESULTS.md here)."""
