@@ -3,7 +3,8 @@
 Outputs of ``fit`` (one folder, swapped into place when complete; see :mod:`scivae_cli.fit_output`)::
 
     OUT/model/           the trained model (model.safetensors + config.json)
-    OUT/embedded.h5ad    the input plus obsm["X_scivae"] (one row per input cell) and uns["scivae"]
+    OUT/embedded.h5ad    the input plus obsm["X_scivae"] (one row per input cell) and uns["scivae"]; with
+                         --labels-key also obs["scivae_prediction"] and obs["scivae_prediction_probability"]
     OUT/metrics.json     final train/validation ELBO, reconstruction, KL, active units, time, data summary
     OUT/history.csv      one row per epoch
     OUT/training_curves.png, OUT/kl_per_dim.png, OUT/rate_distortion.png
@@ -45,7 +46,7 @@ def _uns_safe(d: dict[str, Any]) -> dict[str, Any]:
 #: The command-line adapter's kind, and the ``scivae fit`` options only it takes (besides n_latent, beta,
 #: free_bits and seed).
 KIND = "cells"
-OPTIONS = ("layer", "batch_key", "likelihood", "n_top_genes", "backed")
+OPTIONS = ("layer", "batch_key", "likelihood", "n_top_genes", "backed", "labels_key", "unlabeled_category")
 
 
 def build(data: Path, options: dict[str, Any]) -> tuple[Any, Any]:
@@ -83,12 +84,17 @@ def write(
     params = {
         "data": str(data),
         **model_options,
+        "likelihood": model.module.likelihood,  # the value used, also when the flag was left at its default
         "n_latent": model.module.n_latent,
         "beta": model.module.kl_config.beta,
         "free_bits": model.module.kl_config.free_bits,
         "training": options.to_dict(),
     }
     latent = model.get_latent()
+    if getattr(model, "labels", None) is not None:  # a labelled model (labels_key; its cells are in memory)
+        from scivae_cli.mapping import add_predictions
+
+        add_predictions(source, model)
     uns = _uns_safe(
         {
             "key_added": KEY,
@@ -102,7 +108,18 @@ def write(
     # in memory: our copy gets the latent (the input file is only read); backed: the file is copied
     _write_embedded(source, folder / "embedded.h5ad", KEY, latent, uns)
     write_fit_report(folder, result, extra={"params": params, "data": s})
-    _write_umap(folder, source, latent, uns, int(model_options.get("seed", 0)))
+    from scivae_cli.write_errors import NO_SPACE, errno_of
+
+    try:
+        _write_umap(folder, source, latent, uns, int(model_options.get("seed", 0)))
+    except MemoryError:
+        raise  # no memory is the run's failure, not the picture's
+    except Exception as e:  # an extra: the model, embedding and report above are what the fit is for
+        if errno_of(e) in NO_SPACE:
+            raise  # so is a full disk
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        echo(f"warning: latent_umap.png was not drawn ({type(e).__name__}: {first}); the model, embedding and "
+             "report are written")  # fmt: skip
 
 
 def summary(model: Any, result: Any, out: Path) -> list[str]:
@@ -184,9 +201,9 @@ def embed(
 ) -> None:
     """Embed new cells with a trained model: writes the input plus obsm["X_scivae"] (latent means) to a new .h5ad."""
     from scivae.cells import CellVAE, read_anndata
-    from scivae.core.options import check_device, positive_int
+    from scivae.core.options import check_batch_size, check_device
 
-    positive_int(batch_size, "batch_size")
+    check_batch_size(batch_size)
     data = Path(data)
     if out is None:
         name = data.name[: -len(data.suffix)] if data.suffix else data.name
@@ -194,6 +211,8 @@ def embed(
     out = Path(out)
     if out.suffix.lower() != ".h5ad":
         raise ScivaeInputError(f"-o {out}: the output is written as .h5ad; pass a path ending in .h5ad")
+    if out.is_dir():
+        raise ScivaeInputError(f"-o {out} is a folder: pass the path of a file to write")
     if out.exists() and data.exists() and os.path.samefile(out, data):
         raise ScivaeInputError(f"-o {out} is the input file: pass another output path (inputs are never modified)")
     check_writable(out.parent, "-o")
@@ -205,5 +224,10 @@ def embed(
     source: Any = data if backed else read_anndata(data)
     latent = model.get_latent(source, batch_size=batch_size)
     uns = _uns_safe({"key_added": key_added, "model": str(model_dir), "genes": model.genes})
-    _write_embedded(source, out, key_added, latent, uns)
+    from scivae_cli.write_errors import check_free_space, writing
+
+    # HDF5 may crash rather than raise on a full disk: refuse before writing when the room is plainly missing
+    check_free_space(out, "-o", latent.nbytes + (data.stat().st_size if backed and data.is_file() else 1 << 20))
+    with writing(out, "-o"):
+        _write_embedded(source, out, key_added, latent, uns)
     echo(f"wrote {out}: {latent.shape[0]} cells, obsm['{key_added}'] of width {latent.shape[1]}")

@@ -114,5 +114,8 @@ def evaluate(
     typer.echo(format_table(result))
     if json_out is not None:
         clean = {k: (None if math.isnan(v) else float(v)) for k, v in result.items()}
-        write_text_atomic(json_out, json.dumps(clean, indent=2) + "\n")
+        from scivae_cli.write_errors import writing
+
+        with writing(json_out, "--json"):
+            write_text_atomic(json_out, json.dumps(clean, indent=2) + "\n")
         typer.echo(f"wrote {json_out}", err=True)

@@ -68,6 +68,13 @@ def fit(
     backed: Annotated[
         bool, typer.Option("--backed", help="[cells] Stream the .h5ad from disk in chunks instead of loading it.")
     ] = False,
+    labels_key: Annotated[
+        str | None,
+        typer.Option(help="[cells] obs column of cell labels: a classifier on the latent learns them (scANVI-like)."),
+    ] = None,
+    unlabeled_category: Annotated[
+        str | None, typer.Option(help="[cells] The label of unlabelled cells (default: Unknown).")
+    ] = None,
     # -- molecules
     alphabet: Annotated[
         str | None,
@@ -105,6 +112,9 @@ def fit(
         str | None,
         typer.Option(help="constant or cosine (decays to 0 at --max-epochs or --max-time); default: the model's."),
     ] = None,
+    gradient_clip_val: Annotated[
+        float | None, typer.Option(help="Clip the gradient norm at this value (default: the model's).")
+    ] = None,
     accelerator: Accelerator = "auto",
     devices: Annotated[str, typer.Option(help="Devices per node for Lightning ('auto', a count or a list).")] = "auto",
     strategy: Annotated[
@@ -139,7 +149,14 @@ def fit(
     interruption, even kill -9, the same command with --resume continues it and ends with the same model.
     """
     values = dict(locals())  # first: only the command's own arguments
-    from scivae.core.options import FIELDS, TrainingOptions, check_accelerator, positive_float, positive_int
+    from scivae.core.options import (
+        FIELDS,
+        TrainingOptions,
+        check_accelerator,
+        check_seed,
+        positive_float,
+        positive_int,
+    )
 
     if not data.exists():
         raise ScivaeInputError(f"{data}: no such file or folder; check the path")
@@ -156,6 +173,7 @@ def fit(
     training["checkpoint_every_minutes"] = checkpoint_every
     TrainingOptions().replace(**training)  # bad values are refused before anything is read
     check_accelerator(accelerator, devices)
+    check_seed(seed)
     for name in ("n_latent", "n_top_genes", "max_length"):
         if values[name] is not None:
             positive_int(values[name], name)
@@ -216,9 +234,17 @@ def run_fit(
         return model.fit_result
 
     def write(folder: Path, result: Any) -> None:
+        from scivae_cli.write_errors import check_free_space
+
+        # HDF5 may crash rather than raise on a full disk: refuse when there is plainly no room (the checkpoint
+        # stays, so the fit resumes once space is freed)
+        check_free_space(folder / "model", "--out", 1 << 20)
         adapter.write(folder, model, result, source=source, data=data, model_options=model_options, options=options)
 
-    result = fit_and_publish(output, fit, write)
+    from scivae_cli.write_errors import writing
+
+    with writing(out, "--out", unusable=False):  # a full disk names --out, not a temporary sibling
+        result = fit_and_publish(output, fit, write)
     if result.is_global_zero:  # the other DDP processes only trained
         for line in adapter.summary(model, result, out):
             echo(line)

@@ -5,9 +5,13 @@ Life of ``OUT`` (the ``--out`` folder) during a fit:
 1. :meth:`FitOutput.check` runs before the data are read and writes nothing: it refuses an ``OUT`` that is the
    input or inside it, a file, a folder of other files, a finished fit without ``--force``, an interrupted fit
    without ``--resume`` (or ``--force``), a ``--resume`` with nothing to resume or other settings, and a place
-   that cannot be written.
-2. Entering the ``with`` block creates ``OUT`` and takes ``OUT/.scivae-fit.lock`` (a ``filelock`` lock, released
-   by the system even after ``kill -9``): a second fit on the same ``OUT`` is refused while one runs.
+   that cannot be written. Only a folder that carries scivae's marker file ``OUT/.scivae-output.json`` (or, from
+   before the marker, a scivae lock or model) counts as scivae's: ``--resume``, ``--force`` and a replacement act on
+   nothing else, so an unrelated folder that happens to hold ``checkpoints/`` or ``metrics.json`` is never
+   touched.
+2. Entering the ``with`` block creates ``OUT``, takes ``OUT/.scivae-fit.lock`` (a ``filelock`` lock, released
+   by the system even after ``kill -9``: a second fit on the same ``OUT`` is refused while one runs) and writes the
+   marker into ``OUT`` and the checkpoint folder.
    ``OUT/checkpoints/`` (or ``--checkpoint-dir``) then receives ``run.json`` (the settings) and ``last.ckpt``.
 3. :meth:`FitOutput.publish` builds the results in a temporary sibling ``.OUT.XXXX.tmp`` and swaps it into place
    in one step, so ``OUT`` is the previous output or the new one, never a mix; the checkpoints go with the
@@ -38,8 +42,30 @@ LOCK_FILE = ".scivae-fit.lock"
 CHECKPOINT_DIR = "checkpoints"
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "last.ckpt"  # scivae.core.train.resume.CHECKPOINT_FILE, without importing torch here
-#: Files whose presence makes a folder a finished scivae fit output.
+#: Files whose presence makes a scivae output folder a finished fit.
 FINISHED_MARKERS = ("metrics.json", "model/config.json")
+#: The file scivae writes into every folder it creates for a fit (``OUT``, its checkpoint folder): only a folder
+#: holding it is resumed, replaced or cleaned.
+MARKER_FILE = ".scivae-output.json"
+
+
+def write_marker(folder: Path, what: str) -> None:
+    """Mark ``folder`` as written by scivae (``what``: ``"fit output"`` or ``"checkpoints"``)."""
+    from scivae import __version__
+
+    write_text_atomic(folder / MARKER_FILE, json.dumps({"written_by": "scivae", "what": what, "version": __version__}))
+
+
+def is_scivae_folder(folder: Path) -> bool:
+    """Whether scivae wrote ``folder``: its marker file, or (written before the marker existed) a fit's lock file or
+    a scivae model's ``model/config.json``."""
+    if (folder / MARKER_FILE).is_file() or (folder / LOCK_FILE).is_file():
+        return True
+    try:
+        meta = json.loads((folder / "model" / "config.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(meta, dict) and "format_version" in meta and "model_type" in meta
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -104,6 +130,7 @@ class FitOutput:
         self._lock: Any = None
         self._created: Path | None = None
         self._created_checkpoint_dir: Path | None = None
+        self._marked: list[Path] = []  # folders this run marked that held no marker before
 
     # -- state of the folder -------------------------------------------------------------------------------
     @property
@@ -130,16 +157,18 @@ class FitOutput:
         if self.out.exists():
             if not self.out.is_dir():
                 raise OutputError(f"--out {self.out} is an existing file: pass a folder path")
-            ours = (
-                self._finished()
-                or (self.out / LOCK_FILE).exists()
-                or (self.out / CHECKPOINT_DIR).is_dir()
-                or self.checkpoint.exists()
-            )
-            if not ours and any(self.out.iterdir()):
+            # only scivae's marker makes a folder ours: a foreign checkpoints/ or metrics.json does not
+            if not is_scivae_folder(self.out) and any(self.out.iterdir()):
                 raise OutputError(
                     f"--out {self.out} exists and is not a scivae output folder (it would be replaced): "
                     "pass a new folder"
+                )
+        if self.custom_checkpoint_dir and self.checkpoint_dir.is_dir():
+            foreign = [self.checkpoint_dir / n for n in (CHECKPOINT_FILE, RUN_FILE)]
+            if not (self.checkpoint_dir / MARKER_FILE).is_file() and any(p.exists() for p in foreign):
+                raise CheckpointError(
+                    f"--checkpoint-dir {self.checkpoint_dir} holds a {CHECKPOINT_FILE} or {RUN_FILE} that scivae did "
+                    "not write: pass an empty or new folder"
                 )
         has_checkpoint = self.checkpoint.is_file()
         if self.resume:
@@ -207,6 +236,10 @@ class FitOutput:
             if not self.checkpoint_dir.exists():
                 self._created_checkpoint_dir = _nearest_missing(self.checkpoint_dir)
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            for folder, what in ((self.out, "fit output"), (self.checkpoint_dir, "checkpoints")):
+                if not (folder / MARKER_FILE).is_file():
+                    write_marker(folder, what)
+                    self._marked.append(folder)
             if not self.resume:
                 for name in (CHECKPOINT_FILE, RUN_FILE):
                     (self.checkpoint_dir / name).unlink(missing_ok=True)
@@ -219,7 +252,8 @@ class FitOutput:
     def _remove_stale_temporaries(self) -> None:
         # left by a fit killed while publishing; nobody else writes them while we hold the lock
         for stale in self.out.parent.glob(f".{self.out.name}.*"):
-            if stale.suffix in (".tmp", ".old") and stale.is_dir():
+            # only scivae's own temporaries: they carry the marker (an unrelated .NAME.x.tmp folder stays)
+            if stale.suffix in (".tmp", ".old") and stale.is_dir() and (stale / MARKER_FILE).is_file():
                 shutil.rmtree(stale, ignore_errors=True)
 
     def publish(self, write: Callable[[Path], None], *, keep_checkpoint: bool = False) -> None:
@@ -234,6 +268,7 @@ class FitOutput:
         tmp = temporary_sibling(self.out)
         moved = False
         try:
+            write_marker(tmp, "fit output")
             write(tmp)
             if keep_checkpoint and not self.custom_checkpoint_dir and self.checkpoint_dir.is_dir():
                 os.replace(self.checkpoint_dir, tmp / CHECKPOINT_DIR)
@@ -247,7 +282,7 @@ class FitOutput:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         if self.custom_checkpoint_dir and not keep_checkpoint:
-            for name in (CHECKPOINT_FILE, RUN_FILE):
+            for name in (CHECKPOINT_FILE, RUN_FILE, MARKER_FILE):  # all scivae's: the folder is left as found
                 (self.checkpoint_dir / name).unlink(missing_ok=True)
         self.published = True
 
@@ -256,22 +291,28 @@ class FitOutput:
     ) -> None:
         try:
             if exc_type is not None and not self.published and not self.secondary:
-                self._clean_up_after_failure()
+                self._clean_up_after_failure(exc)
         finally:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
 
-    def _clean_up_after_failure(self) -> None:
+    def _clean_up_after_failure(self, exc: BaseException | None = None) -> None:
+        from scivae_cli.interrupts import Interrupted
+
         if self.checkpoint.is_file():
-            typer.echo(
-                f"the last checkpoint is kept in {self.checkpoint_dir}: continue the fit with the same command "
-                "and --resume",
-                err=True,
-            )
+            hint = f"the last checkpoint is kept in {self.checkpoint_dir}: continue the fit with the same command and "
+            if isinstance(exc, Interrupted):  # said on the command's one ``interrupted`` line
+                exc.hint = hint + "--resume"
+            else:
+                typer.echo(hint + "--resume", err=True)
             return
+        if isinstance(exc, Interrupted):
+            exc.hint = "no epoch had finished, so there is no checkpoint to resume from: run the command again"
         (self.checkpoint_dir / RUN_FILE).unlink(missing_ok=True)
         (self.out / LOCK_FILE).unlink(missing_ok=True)
+        for folder in self._marked:  # a folder that was empty before this run is left as it was
+            (folder / MARKER_FILE).unlink(missing_ok=True)
         for created in (self._created_checkpoint_dir, self._created):
             if created is not None and created.is_dir() and not any(p.is_file() for p in created.rglob("*")):
                 shutil.rmtree(created, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 Every command reports bad input as one ``error: ...`` line on stderr that names the fix, and exits with
 code 2 without a traceback. A fit that diverges exits with code 3 (after writing its last good weights), one
-that runs out of memory or disk with code 1, an interrupted one with 130.
+that runs out of memory or disk with code 1, an interrupted one with 130 (Ctrl-C) or 143 (SIGTERM) and one
+``interrupted`` line.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import typer
 from scivae import __version__
 from scivae.errors import DivergenceError, ScivaeInputError
 from scivae_cli.common import flag
+from scivae_cli.interrupts import Interrupted, interruptible
 
 app = typer.Typer(
     name="scivae",
@@ -55,7 +57,11 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with interruptible():  # Ctrl-C and SIGTERM raise Interrupted (Lightning would exit 1 or 0)
+                return fn(*args, **kwargs)
+        except Interrupted as e:
+            typer.echo(e.line(), err=True)
+            raise typer.Exit(code=e.exit_code) from None
         except ScivaeInputError as e:
             fail(_first_line_of(e.render(flag)))
         except DivergenceError as e:
@@ -71,6 +77,16 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"{e.filename}: permission denied; choose another output path")
         except MemoryError:
             typer.echo("error: out of memory: use a machine with more memory, or fewer cells/genes/molecules", err=True)
+            raise typer.Exit(code=1) from None
+        except RuntimeError as e:
+            if not any(s in str(e) for s in ("can't allocate memory", "out of memory", "Cannot allocate memory")):
+                raise
+            # torch reports a failed allocation as a RuntimeError (CPU and CUDA)
+            typer.echo(
+                "error: out of memory: use a machine with more memory, smaller sizes (--n-latent, --batch-size) "
+                "or fewer cells/genes/molecules",
+                err=True,
+            )
             raise typer.Exit(code=1) from None
         except OSError as e:  # a full disk, a lost network file system...
             where = f"{e.filename}: " if e.filename else ""
@@ -167,6 +183,8 @@ _register("generate", "scivae_cli.molecules", "generate")
 _register("interpolate", "scivae_cli.molecules", "interpolate")
 _register("evaluate", "scivae_cli.evaluate", "evaluate")
 _register("plot", "scivae_cli.plot", "plot")
+_register("map", "scivae_cli.mapping", "map_query")
+_register("de", "scivae_cli.differential", "de")
 
 
 def run() -> None:

@@ -50,7 +50,10 @@ def cell_umap_png(path: Path, adata: Any, colors: list[str] | None = None, seed:
         cells.obs["scivae_leiden"] = latent.cluster(cells.obsm[key], seed=seed)
         batch_key = adata.uns.get("scivae", {}).get("params", {}).get("batch_key")
         colors = ["scivae_leiden"] + ([batch_key] if batch_key in cells.obs else [])
-    plt.close(pl.latent_umap(cells, color=colors, use_rep=key, seed=seed, save=path))
+    # genes are coloured by log-normalised counts, read from the layer the model was fitted on when the file has it
+    layer = adata.uns.get("scivae", {}).get("params", {}).get("layer")
+    layer = layer if isinstance(layer, str) and layer in cells.layers else None
+    plt.close(pl.latent_umap(cells, color=colors, use_rep=key, seed=seed, layer=layer, save=path))
     return path
 
 
@@ -72,7 +75,12 @@ def plot(
         Path | None, typer.Option("--out", "-o", help="Folder for the PNGs (default: FIT_DIR itself).")
     ] = None,
     color: Annotated[
-        list[str] | None, typer.Option("--color", help="[cells] obs column or gene for the UMAP (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--color",
+            help="[cells] obs column or gene for the UMAP (repeatable); genes show log-normalised counts "
+            "(per 10,000, log1p).",
+        ),
     ] = None,
     n_molecules: Annotated[int, typer.Option(help="[molecules] Prior samples in molecules.png.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the UMAP layout and the molecule samples.")] = 0,
@@ -83,13 +91,15 @@ def plot(
     import matplotlib
 
     matplotlib.use("Agg")
+    from scivae.core.options import check_seed
     from scivae.pl.report import write_fit_plots
 
+    check_seed(seed)
     set_threads(threads)
     if not (fit_dir / "history.csv").is_file():
         raise ScivaeInputError(f"{fit_dir} has no history.csv: pass the output folder of `scivae fit`")
-    if n_molecules < 1:
-        raise ScivaeInputError(f"--n-molecules must be >= 1, got {n_molecules}")
+    if n_molecules < 1 or n_molecules > 1000:  # one picture: a grid of more than 1000 would be unreadable
+        raise ScivaeInputError(f"--n-molecules must be between 1 and 1000, got {n_molecules}")
     out = out if out is not None else fit_dir
     written = list(write_fit_plots(out, fit_dir).values())
     if (fit_dir / "embedded.h5ad").is_file():

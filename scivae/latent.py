@@ -13,7 +13,7 @@ expression (cells x genes), or a DataFrame of decoder means; the function adds i
 >>> z = latent.encode(model, adata)                                    # posterior means
 >>> adata.obs["cluster"] = latent.cluster(model, adata, method="leiden")
 >>> latent.interpolate(mol_model, "CCO", "c1ccccc1O", steps=8)         # molecules along the path
->>> scores = latent.anomaly_scores(model, adata)                       # negative ELBO per cell
+>>> scores = latent.anomaly_scores(model, adata)                       # negative ELBO per cell (nats)
 
 Adapters plug in through four small hooks of :class:`~scivae.core.BaseModel` (``_labelled_arrays``,
 ``_item_arrays``, ``decode`` and optionally ``_annotate_decoded``); nothing here knows about a domain.
@@ -31,7 +31,7 @@ import torch
 
 from scivae.core.data.arrays import RowOutputs, iterate_batches
 from scivae.core.model.base import BaseModel, select_rows
-from scivae.core.seeding import cpu_generator
+from scivae.core.seeding import cpu_generator, next_seed
 from scivae.errors import ScivaeInputError
 
 __all__ = [
@@ -49,6 +49,21 @@ __all__ = [
 ]
 
 INTERPOLATION_METHODS = ("slerp", "linear")
+#: Most points decoded by one call (sample, sample_around) and on one path (interpolate): the points and their
+#: decoded rows are held in memory together.
+MAX_POINTS = 1_000_000
+MAX_PATH_STEPS = 10_000
+
+
+def _check_count(n: Any, name: str, minimum: int, maximum: int) -> int:
+    """``n`` as an int in [minimum, maximum], or :class:`~scivae.errors.OptionError` naming the option."""
+    from scivae.core.options import positive_int
+    from scivae.errors import OptionError
+
+    n = positive_int(n, name, minimum=minimum)
+    if n > maximum:
+        raise OptionError(f"{{{name}}}={n} is over the limit of {maximum} at once: use fewer", name)
+    return n
 _LATENT = "_latent_points"
 CLUSTER_METHODS = ("leiden", "kmeans")
 ANOMALY_METHODS = ("elbo", "iwae")
@@ -197,6 +212,7 @@ def cluster(
 def _check_path(steps: int, method: str) -> None:
     if int(steps) < 2:
         raise ScivaeInputError(f"steps must be >= 2 (the two end points included), got {steps}")
+    _check_count(steps, "steps", 2, MAX_PATH_STEPS)
     if method not in INTERPOLATION_METHODS:
         raise ScivaeInputError(f"unknown interpolation method {method!r}: use 'slerp' or 'linear'")
 
@@ -248,10 +264,11 @@ def sample(model: BaseModel, n: int, *, seed: int | None = None, prior: str | No
     _trained(model)
     if int(n) < 1:
         raise ScivaeInputError(f"n must be >= 1, got {n}")
+    _check_count(n, "n", 1, MAX_POINTS)
     density = model.get_prior(prior)
     generator, s = cpu_generator(seed)
     z = density.sample(int(n), generator).numpy()
-    return model.decode(z, seed=s + 1, **options)
+    return model.decode(z, seed=next_seed(s), **options)
 
 
 def sample_around(
@@ -278,12 +295,13 @@ def sample_around(
     """
     if int(n) < 1 or not scale >= 0:
         raise ScivaeInputError(f"need n >= 1 and scale >= 0, got n={n}, scale={scale}")
+    _check_count(n, "n", 1, MAX_POINTS)
     labels, arrays, mu, logvar = _posterior_of_items(_trained(model), [item], data)
     generator, s = cpu_generator(seed)
     eps = torch.randn(int(n), model.n_latent, generator=generator).numpy()
     z = (mu + scale * np.exp(0.5 * logvar) * eps).astype(np.float32)
     like = _repeat(arrays, int(n))
-    out = model.decode(z, like=like, seed=s + 1, **options)
+    out = model.decode(z, like=like, seed=next_seed(s), **options)
     _with_columns(out, {"distance": np.linalg.norm(z - mu, axis=1), "log_likelihood": _log_likelihood(model, like, z)})
     return _with_columns(out, model._annotate_decoded(out, labels * int(n), like))
 
@@ -321,6 +339,25 @@ def traverse(
 
 
 # -- scores and neighbours ---------------------------------------------------------------------------------
+#: What each anomaly method scores, as plots label it.
+ANOMALY_LABELS = {"elbo": "negative ELBO", "iwae": "importance-sampled -log p(x)"}
+
+
+class AnomalyScores(np.ndarray):
+    """A float array of anomaly scores that remembers the ``method`` that made it (``"elbo"`` or ``"iwae"``), so
+    that :func:`scivae.pl.anomaly_scores` labels them right; otherwise an ordinary array."""
+
+    method: str | None = None
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.method = getattr(obj, "method", None)
+
+    def __array_wrap__(self, arr: Any, context: Any = None, return_scalar: bool = False) -> Any:
+        out = super().__array_wrap__(arr, context, return_scalar)
+        # reductions (mean, max...) give plain numbers, as they do on an ordinary array
+        return out[()] if isinstance(out, np.ndarray) and out.ndim == 0 else out
+
+
 def anomaly_scores(
     model: BaseModel,
     data: Any = None,
@@ -336,13 +373,22 @@ def anomaly_scores(
     molecule's tokens): rank items of similar size against each other, or divide by the size.
 
     ``n_samples``: Monte-Carlo samples per item (default 1 for the ELBO, 100 for IWAE); ``seed`` seeds them.
+
+    Returns
+    -------
+    AnomalyScores
+        A float array, one score per item, whose ``method`` attribute says which score it holds.
     """
     if method not in ANOMALY_METHODS:
         raise ScivaeInputError(f"unknown anomaly method {method!r}: use 'elbo' or 'iwae'")
     _trained(model)
     if method == "elbo":
-        return -model.get_elbo(data, n_samples=n_samples or 1, seed=seed)
-    return -model.get_marginal_ll(data, n_samples=n_samples or 100, seed=seed)
+        scores = -model.get_elbo(data, n_samples=n_samples or 1, seed=seed)
+    else:
+        scores = -model.get_marginal_ll(data, n_samples=n_samples or 100, seed=seed)
+    out = np.asarray(scores).view(AnomalyScores)
+    out.method = method
+    return out
 
 
 def nearest_neighbors(model: BaseModel, item: Any, data: Any = None, *, k: int = 10) -> pd.DataFrame:

@@ -11,8 +11,8 @@ import pytest
 TUTORIALS = sorted((Path(__file__).parents[1] / "tutorials").glob("*.py"))
 
 
-def test_the_three_tutorials_are_there():
-    assert {p.stem for p in TUTORIALS} >= {"cells_pbmc3k", "cells_batch", "molecules_moses"}
+def test_the_tutorials_are_there():
+    assert {p.stem for p in TUTORIALS} >= {"cells_pbmc3k", "cells_batch", "cells_reference_mapping", "molecules_moses"}
 
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=lambda p: p.stem)

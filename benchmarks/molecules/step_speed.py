@@ -1,12 +1,13 @@
 """Training steps per second of the default molecule model on this CPU: float32 against bf16 autocast, one
-thread against two, on an idle machine and with one core kept busy by another process.
+thread against two, on the machine as found and with one more core kept busy by another process.
 
 Each configuration times the same length-grouped batches of shipped MOSES molecules (batch 128, Adam, the
 default ``architecture="cpu"`` model); configurations alternate over ``--rounds`` rounds so that drifts of the
 machine hit them alike, and the median per configuration is reported. The busy core is a second Python process
 spinning in a loop.
 
-Usage, from the repository root, on an otherwise idle machine::
+Usage, from the repository root (on an idle machine for absolute figures; on a busy one the ratios between the
+alternating configurations still hold, and the load average before and after is recorded)::
 
     python -m benchmarks.molecules.step_speed
 
@@ -72,6 +73,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=22)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time")
+    p.add_argument("--no-busy-core", action="store_true", help="skip the configurations with a core kept busy")
     p.add_argument("--out", default=str(RESULTS / "step_speed.json"))
     args = p.parse_args()
     from scivae.core.train.precision import cpu_native_bf16
@@ -79,8 +82,10 @@ def main() -> None:
     from scivae.molecules import MolVAE
 
     vae = MolVAE(moses("train", n=20_000, seed=0), architecture="cpu", seed=0)
+    before = machine()
     batches = _batches(vae, args.steps, 128, seed=0)
-    configs = [(busy, p_, t) for busy in (False, True) for p_ in ("32-true", "bf16-mixed") for t in (1, 2)]
+    busy_modes = (False,) if args.no_busy_core else (False, True)
+    configs = [(busy, p_, t) for busy in busy_modes for p_ in ("32-true", "bf16-mixed") for t in args.threads]
     times: dict[str, list[float]] = {}
     for r in range(args.rounds):
         for busy, precision, threads in configs:
@@ -95,21 +100,25 @@ def main() -> None:
                 if spinner is not None:
                     stop.set()
                     spinner.join()
-            key = f"{'busy' if busy else 'idle'}/{precision}/{threads}thread"
+            key = f"{'plus-busy-core' if busy else 'as-found'}/{precision}/{threads}thread"
             times.setdefault(key, []).append(s)
             print(f"round {r} {key}: {1 / s:.1f} steps/s", flush=True)
     medians = {k: statistics.median(v) for k, v in times.items()}
-    base = medians["idle/32-true/1thread"]
+    base = medians[f"as-found/32-true/{args.threads[0]}thread"]
     record = {
-        "command": "python -m benchmarks.molecules.step_speed",
-        "machine": machine(),
+        "command": "python -m benchmarks.molecules.step_speed"
+        + (f" --threads {' '.join(map(str, args.threads))}" if args.threads != [1, 2] else "")
+        + (" --no-busy-core" if args.no_busy_core else "")
+        + (f" --rounds {args.rounds}" if args.rounds != 3 else ""),
+        "machine_before": before,
+        "machine_after": machine(),
         "cpu_native_bf16": cpu_native_bf16(),
         "model": repr(vae),
         "batch_size": 128,
         "timed_steps_per_run": args.steps - 2,
         "seconds_per_step": times,
         "median_steps_per_s": {k: round(1 / v, 2) for k, v in medians.items()},
-        "speedup_vs_idle_fp32_1thread": {k: round(base / v, 2) for k, v in medians.items()},
+        "speedup_vs_as_found_fp32_first_thread_count": {k: round(base / v, 2) for k, v in medians.items()},
     }
     with open(args.out, "w") as fh:
         fh.write(json.dumps(record, indent=2) + "\n")

@@ -104,8 +104,10 @@ def bad_inputs(work: Path, cells: Path) -> list[Case]:
     fit("keys", "missing_batch_key", good, "batch key 'donor' is not a column", "--batch-key", "donor")
     (work / "invalid.smi").write_text("not_a_molecule\nC1CC\nXyz(\n")
     fit("smiles", "only_invalid", work / "invalid.smi", "no valid molecule")
-    (work / "long.smi").write_text("\n".join(moses("train", n=20, seed=5)) + "\n" + "C" * 10_000 + "\n")
-    fit("smiles", "smiles_10000_characters", work / "long.smi", "over the 500-token limit")
+    (work / "long.smi").write_text("\n".join(moses("train", n=20, seed=5)) + "\n" + "C" * 3_000 + "\n")
+    fit("smiles", "smiles_3000_characters", work / "long.smi", "over the 500-token limit")
+    (work / "huge.smi").write_text("C" * 30_000 + "\n")  # RDKit's stack overflows on it: refused before parsing
+    fit("smiles", "smiles_30000_characters", work / "huge.smi", "over the 5000-character limit")
     cases.append(
         Case("model", "not_a_model_folder", ["generate", str(work), "-n", "3"],
              "not a complete scivae model directory", [good], [])

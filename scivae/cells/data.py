@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from scivae.core.data.sparse import sparse_problem
 from scivae.core.options import positive_int
 from scivae.errors import ScivaeInputError
 
@@ -129,10 +130,22 @@ def counts_matrix(adata: ad.AnnData, layer: str | None = None) -> tuple[Any, pd.
                     "adata.X is empty: pass data with raw counts in X, adata.raw or a layer ({layer})"
                 )
             matrix = _materialise(adata.X)
+    check_structure(matrix, source)
     problem = count_problem(matrix)
     if problem is not None:
         raise ScivaeInputError(f"{source} {problem}: scivae models raw counts; {_layer_hint(source)}")
     return matrix, pd.Index(genes.astype(str)), source
+
+
+def check_structure(matrix: Any, source: str) -> None:
+    """Refuse a sparse matrix whose ``indptr``/``indices`` are damaged, before scipy indexes with them (it would
+    read out of bounds); ``source`` names it (``X``, ``raw``, a layer, or a file and its matrix)."""
+    problem = sparse_problem(matrix)
+    if problem is not None:
+        raise ScivaeInputError(
+            f"{source} has a damaged sparse structure ({problem}): the file is corrupt; write it again from the "
+            "original data"
+        )
 
 
 def unique_gene_names(genes: pd.Index, warn: bool = True) -> pd.Index:
@@ -569,6 +582,17 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     return False
 
 
+def _checked(adata: ad.AnnData, path: Path) -> ad.AnnData:
+    """``adata`` after a check of the sparse structure of each of its matrices (a damaged file is refused here,
+    naming the file, before any step indexes with its ``indptr``/``indices``)."""
+    matrices = [("X", adata.X), *((f"layers[{k!r}]", v) for k, v in adata.layers.items())]
+    if adata.raw is not None:
+        matrices.append(("raw.X", adata.raw.X))
+    for name, matrix in matrices:
+        check_structure(matrix, f"{path}: {name}")
+    return adata
+
+
 def read_anndata(path: str | Path) -> ad.AnnData:
     """Read ``.h5ad``, ``.zarr``, 10x ``.h5`` or a 10x ``matrix.mtx`` folder into memory.
 
@@ -604,17 +628,17 @@ def read_anndata(path: str | Path) -> ad.AnnData:
             # Duplicated names are handled (with our own warning) when the counts are prepared.
             warnings.filterwarnings("ignore", message=".*names are not unique.*")
             if suffix == ".h5ad":
-                return ad.read_h5ad(path)
+                return _checked(ad.read_h5ad(path), path)
             if suffix == ".zarr":
-                return ad.read_zarr(path)
+                return _checked(ad.read_zarr(path), path)
             if suffix == ".h5":
                 import scanpy as sc
 
-                return sc.read_10x_h5(path)
+                return _checked(sc.read_10x_h5(path), path)
             if _is_10x_dir(path):
                 import scanpy as sc
 
-                return sc.read_10x_mtx(path, make_unique=False)
+                return _checked(sc.read_10x_mtx(path, make_unique=False), path)
     except ScivaeInputError:
         raise
     except PermissionError:

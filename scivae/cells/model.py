@@ -12,6 +12,9 @@ import pandas as pd
 import torch
 
 from scivae.cells.data import CellData, CovariateEncoder, align, prepare
+from scivae.cells.expression import CellExpression
+from scivae.cells.labels import CLASSIFICATION_RATIO, LabelEncoder, attach_labels, restore_labels
+from scivae.cells.mapping import QueryMapping, restore_mapping
 from scivae.cells.module import CellVAEModule
 from scivae.cells.streaming import BackedCellData, align_backed, prepare_backed, streaming_split
 from scivae.core import BaseModel, FitResult, KLConfig, split_indices
@@ -49,7 +52,8 @@ def _check_saved(config: dict[str, Any], state: dict[str, Any]) -> None:
     for key in ("kl", "kl_config"):  # "kl" like every model's; "kl_config" in folders of scivae <= 0.1.0
         if isinstance(config.get(key), dict):
             check_config_keys(config[key], {f.name for f in dataclasses.fields(KLConfig)}, key)
-    check_config_keys(state, {"genes", "layer", "covariates", "data_summary", "metrics"}, "adapter_state")
+    saved_keys = {"genes", "layer", "covariates", "data_summary", "metrics", "labels", "reference_mapping"}
+    check_config_keys(state, saved_keys, "adapter_state")
     covariates = state.get("covariates")
     check_config_keys(covariates or {}, {f.name for f in dataclasses.fields(CovariateEncoder)}, "covariates")
     genes = state.get("genes")
@@ -58,9 +62,14 @@ def _check_saved(config: dict[str, Any], state: dict[str, Any]) -> None:
             f"the model's config.json lists {len(genes) if isinstance(genes, list) else 'no'} genes for a model of "
             f"{config.get('n_genes')!r} genes, or no covariates: the model directory is damaged; re-fit"
         )
+    if not all(isinstance(g, str) for g in genes):
+        bad = next(g for g in genes if not isinstance(g, str))
+        raise ModelFormatError(
+            f"the model's config.json lists a gene that is not a name ({bad!r}): the model directory is damaged; re-fit"
+        )
 
 
-class CellVAE(BaseModel):
+class CellVAE(CellExpression, BaseModel):
     """Count VAE for single-cell RNA-seq in an AnnData (an scVI-like conditional VAE).
 
     Counts are read from ``adata.layers[layer]``, else ``adata.raw`` if it holds counts, else ``adata.X``;
@@ -104,6 +113,13 @@ class CellVAE(BaseModel):
         :meth:`get_latent` streams too; memory stays flat as the number of cells grows.
     seed
         Seed of the initial weights and, unless ``fit(seed=)`` gives another, of the fit (split, shuffling).
+    labels_key
+        ``obs`` column of cell labels for semi-supervised training (scANVI-like, :mod:`scivae.cells.labels`): a
+        classifier on the latent learns them from the labelled cells alongside the ELBO; see :meth:`predict`.
+    unlabeled_category
+        The label value of unlabelled cells (missing values are unlabelled too); they train the ELBO only.
+    classification_ratio
+        Weight of the classification loss (scvi-tools' default, 50).
 
     Examples
     --------
@@ -112,6 +128,10 @@ class CellVAE(BaseModel):
     """
 
     model_type = "cell"
+    #: Labels of a semi-supervised model (``labels_key``), else ``None``.
+    labels: LabelEncoder | None = None
+    #: Set on a query model of :meth:`load_query_data` (its reference batches frozen), else ``None``.
+    mapping: QueryMapping | None = None
 
     def __init__(
         self,
@@ -137,6 +157,9 @@ class CellVAE(BaseModel):
         capacity: float | None = None,
         backed: bool = False,
         seed: int = 0,
+        labels_key: str | None = None,
+        unlabeled_category: str = "Unknown",
+        classification_ratio: float = CLASSIFICATION_RATIO,
     ) -> None:
         if not backed and not isinstance(adata, ad.AnnData):
             raise ScivaeInputError(
@@ -159,6 +182,7 @@ class CellVAE(BaseModel):
         self.encoder = encoder
         self.data = data
         self.data_summary = data.summary
+        self.labels = attach_labels(data, adata, labels_key, unlabeled_category, backed)
         self.fit_result: FitResult | None = None
         lib_mean, lib_var = self._library_prior(data) if library == "latent" else (None, None)
         self.seed = int(seed)
@@ -182,6 +206,8 @@ class CellVAE(BaseModel):
                 kl_config=KLConfig(
                     beta=beta, free_bits=free_bits, free_bits_groups=free_bits_groups, capacity=capacity
                 ),
+                n_labels=self.labels.n_labels if self.labels is not None else 0,
+                classification_ratio=classification_ratio,
             )
         self.module.eval()
 
@@ -245,6 +271,8 @@ class CellVAE(BaseModel):
         if getattr(self, "data", None) is None:
             raise ScivaeInputError("this model was loaded without data: load it with adata= to train it further")
         opts, run = self._options_and_run(options, changes)
+        if self.mapping is not None:  # a query model: no weight decay on its frozen reference weights
+            opts = self.mapping.check_options(opts)
         n = self.data.nonempty.size
         if opts.max_epochs is None:
             opts = opts.replace(max_epochs=default_max_epochs(n))
@@ -275,16 +303,23 @@ class CellVAE(BaseModel):
         return self
 
     # ------------------------------------------------------------------------------------------------------
-    def _cell_data(self, adata: ad.AnnData | str | None) -> CellData | BackedCellData:
+    def _cell_data(self, adata: Any, layer: str | None = None) -> CellData | BackedCellData:
+        if isinstance(adata, (CellData, BackedCellData)):  # already read (the methods with layer= pass it on)
+            return adata
+        if adata is None and layer is not None and layer != self.layer and getattr(self, "adata", None) is not None:
+            adata = self.adata  # the training cells, read again from the layer asked for
+        layer = self.layer if layer is None else layer
         if adata is None:
             if getattr(self, "data", None) is None:
                 raise ScivaeInputError("this model was loaded without data: pass adata= (cells with the model's genes)")
             return self.data
         if isinstance(adata, (str, Path)) or (isinstance(adata, ad.AnnData) and adata.isbacked):
-            return align_backed(adata, self.genes, self.encoder, self.layer)
+            return align_backed(adata, self.genes, self.encoder, layer)
         if not isinstance(adata, ad.AnnData):
             raise ScivaeInputError(f"adata must be an AnnData or an .h5ad path, got {type(adata).__name__}")
-        return align(adata, self.genes, self.encoder, self.layer)
+        if self.mapping is not None:  # a query model: reference genes missing from new cells are zero-padded
+            adata, layer = self.mapping.pad(adata, self.genes, layer), None
+        return align(adata, self.genes, self.encoder, layer)
 
     @staticmethod
     def _rows_of(data: CellData | BackedCellData) -> Any:
@@ -391,38 +426,6 @@ class CellVAE(BaseModel):
             X=expr, obs=pd.DataFrame(index=[str(i) for i in range(len(expr))]), var=pd.DataFrame(index=self.genes)
         )
 
-    def get_normalized_expression(
-        self,
-        adata: ad.AnnData | None = None,
-        library_size: float = 1e4,
-        transform_batch: str | None = None,
-        batch_size: int = 1024,
-    ) -> np.ndarray:
-        """Denoised expression: decoded expression fractions at the posterior mean, times ``library_size``.
-
-        Parameters
-        ----------
-        adata
-            Cells (default: the training AnnData); in memory, as the result is a dense cells x genes matrix.
-        library_size
-            Total count each cell is scaled to.
-        transform_batch
-            Decode every cell as if from this batch category (batch correction); default: its own batch.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(n_cells, n_genes)`` float32, columns in the order of :attr:`genes`.
-        """
-        self._require_trained()
-        if isinstance(self._cell_data(adata), BackedCellData):
-            raise ScivaeInputError(
-                "get_normalized_expression returns a dense cells x genes matrix: pass an in-memory subset as adata="
-            )
-        arrays = self._data_arrays(adata)
-        mu = self._latent_from_arrays(arrays, batch_size=batch_size)
-        return self.decode(mu, like=arrays, batch=transform_batch, library_size=library_size, batch_size=batch_size).X
-
     # ------------------------------------------------------------------------------------------------------
     def _module_config(self) -> dict[str, Any]:
         m = self.module
@@ -445,6 +448,8 @@ class CellVAE(BaseModel):
             "kl": m.kl_config.to_dict(),
             "seed": self.seed,
         }
+        if m.n_labels:  # only then: folders of models without labels keep their keys
+            cfg["n_labels"], cfg["classification_ratio"] = m.n_labels, m.classification_ratio
         if m.library == "latent":
             cfg["library_log_mean"] = m.library_log_mean.tolist()
             cfg["library_log_var"] = m.library_log_var.tolist()
@@ -457,6 +462,10 @@ class CellVAE(BaseModel):
             "covariates": self.encoder.to_dict(),
             "data_summary": self.data_summary,
         }
+        if self.labels is not None:
+            state["labels"] = self.labels.to_dict()
+        if self.mapping is not None:
+            state["reference_mapping"] = self.mapping.to_dict()
         if self.fit_result is not None:
             state["metrics"] = {
                 k: v for k, v in self.fit_result.metrics.items() if isinstance(v, (int, float, bool, str))
@@ -483,8 +492,10 @@ class CellVAE(BaseModel):
         model.saved_metrics = state.get("metrics", {})
         model.adata = adata
         model.data = None
+        restore_mapping(model, state)  # first: a query model zero-pads the genes of the cells attached
         if adata is not None:
             model.data = model._cell_data(adata)
+        restore_labels(model, state, adata)
         return model
 
     @classmethod
@@ -499,3 +510,67 @@ class CellVAE(BaseModel):
             Optional cells to attach (as the default data of :meth:`get_latent` and friends).
         """
         return super().load(path, adata=adata)  # type: ignore[return-value]
+
+    # -- labels and reference mapping (scivae.cells.labels, scivae.cells.mapping) ---------------------------
+    def predict(
+        self, adata: ad.AnnData | str | None = None, soft: bool = False, batch_size: int = 1024
+    ) -> np.ndarray | pd.DataFrame:
+        """Cell labels from the classifier of a model made with ``labels_key``, on the cells' posterior means.
+
+        Parameters
+        ----------
+        adata
+            Cells with the model's genes (default: the training cells; a query model's own cells for a query
+            model), in memory or an ``.h5ad`` path.
+        soft
+            Return the probability of every label instead of the most probable one.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        numpy.ndarray or pandas.DataFrame
+            One label per cell, in ``obs`` order (object array); with ``soft=True`` a DataFrame of probabilities,
+            one column per label (the training categories), indexed by the ``obs`` names.
+        """
+        from scivae.cells.labels import predict
+
+        return predict(self, adata, soft=soft, batch_size=batch_size)
+
+    @classmethod
+    def load_query_data(
+        cls,
+        query_adata: ad.AnnData,
+        reference: CellVAE | str | Path,
+        *,
+        batch_key: str | None = None,
+        layer: str | None = None,
+    ) -> CellVAE:
+        """A query model for reference mapping (scArches surgery): the reference plus the query's new batches.
+
+        The query's batch categories that the reference lacks get new batch weights; every other weight (the
+        encoder, the decoder, the dispersion, the label classifier, normalisation layers) stays frozen, so that
+        ``fit`` on the query trains only the new batches' weights and reference cells keep their latent and
+        labels (:mod:`scivae.cells.mapping`). Reference genes missing from the query are zero-padded (a
+        ``UserWarning`` says how many); extra genes are dropped.
+
+        Parameters
+        ----------
+        query_adata
+            Query cells with raw counts and a batch column (in memory).
+        reference
+            A trained CellVAE with a batch key, or its model folder.
+        batch_key
+            ``obs`` column of the query's batch (default: the reference's batch key).
+        layer
+            Layer of the query holding the counts (default: the reference's).
+
+        Returns
+        -------
+        CellVAE
+            The query model, not trained yet: call ``fit`` (without weight decay, the query default), then
+            ``get_latent`` and ``predict`` on query and reference cells alike.
+        """
+        from scivae.cells.mapping import load_query_data
+
+        return load_query_data(cls, query_adata, reference, batch_key=batch_key, layer=layer)

@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from scivae.cells.labels import CLASSIFICATION_RATIO, LABELS, LabelClassifier, classification_loss
 from scivae.cells.likelihoods import LIKELIHOODS, NegativeBinomial, Poisson, ZeroInflatedNegativeBinomial
-from scivae.core import Batch, GaussianHead, GaussianPosterior, KLConfig, VAEModule
+from scivae.core import Batch, GaussianHead, GaussianPosterior, KLConfig, LossOutput, VAEModule
 from scivae.core.data.device import LOG_FACTORIAL, NZ_COLS, NZ_ROWS, NZ_VALUES
-from scivae.core.options import positive_int
+from scivae.core.options import positive_float, positive_int
 from scivae.errors import ScivaeInputError
 
 DISPERSIONS = ("gene", "gene-batch", "gene-cell")
@@ -32,6 +33,8 @@ LIBRARIES = ("observed", "latent")
 _LOG_2PI = math.log(2.0 * math.pi)
 # Keys under which inference() leaves q(log library | x) in the batch dict for the likelihood terms.
 _QL_MU, _QL_LOGVAR = "_ql_mu", "_ql_logvar"
+# Key under which inference() leaves the posterior mean of z (with gradients) for the label classifier's loss.
+_QZ_MU = "_qz_mu"
 
 
 def _one_hot(codes: Tensor, n: int) -> Tensor:
@@ -106,6 +109,11 @@ class CellVAEModule(VAEModule):
         Per-batch prior of the latent log library size (length ``n_batches``); required for ``"latent"``.
     kl_config
         The core's collapse controls (beta, free bits, capacity).
+    n_labels
+        Number of cell labels of a semi-supervised model (0: none): a :class:`~scivae.cells.labels.LabelClassifier`
+        on the posterior mean of z, trained on the labelled cells (:mod:`scivae.cells.labels`).
+    classification_ratio
+        Weight of the classification loss in the objective.
     """
 
     def __init__(
@@ -126,6 +134,8 @@ class CellVAEModule(VAEModule):
         library_log_mean: Sequence[float] | None = None,
         library_log_var: Sequence[float] | None = None,
         kl_config: KLConfig | None = None,
+        n_labels: int = 0,
+        classification_ratio: float = CLASSIFICATION_RATIO,
     ) -> None:
         super().__init__(n_latent, kl_config)
         if likelihood not in LIKELIHOODS:
@@ -140,6 +150,8 @@ class CellVAEModule(VAEModule):
             raise ScivaeInputError("dispersion='gene-batch' needs a batch key with >= 2 batches: pass {batch_key}")
         for name, value in (("n_latent", n_latent), ("n_hidden", n_hidden), ("n_layers", n_layers)):
             positive_int(value, name)
+        positive_int(n_labels, "n_labels", minimum=0)
+        positive_float(classification_ratio, "classification_ratio", allow_zero=True)
         self.n_genes = n_genes
         self.n_hidden, self.n_layers, self.dropout = n_hidden, n_layers, dropout
         self.likelihood = likelihood
@@ -173,6 +185,10 @@ class CellVAEModule(VAEModule):
                 self.theta_head = nn.Linear(n_hidden, n_genes)
         if likelihood == "zinb":
             self.zi_head = nn.Linear(n_hidden, n_genes)
+        self.n_labels = int(n_labels)
+        self.classification_ratio = float(classification_ratio)
+        # built last, so that a model without labels draws the same initial weights as before the option existed
+        self.classifier = LabelClassifier(n_latent, n_hidden, self.n_labels, dropout) if self.n_labels else None
 
     # ------------------------------------------------------------------------------------------------------
     def covariates(self, batch: Batch) -> Tensor | None:
@@ -198,7 +214,19 @@ class CellVAEModule(VAEModule):
         if self.library == "latent":
             ql = self.l_head(h)
             batch[_QL_MU], batch[_QL_LOGVAR] = ql.mu, ql.logvar
-        return self.z_head(h)
+        qz = self.z_head(h)
+        if self.classifier is not None:
+            batch[_QZ_MU] = qz.mu
+        return qz
+
+    def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0, n_samples: int = 1) -> LossOutput:
+        """The core's objective, plus ``classification_ratio`` times the label classifier's cross-entropy on the
+        posterior means of the labelled cells (when the model and the batch have labels)."""
+        out = super().loss(batch, kl_weight=kl_weight, step=step, n_samples=n_samples)
+        if self.classifier is not None and LABELS in batch:
+            ce = classification_loss(self.classifier(batch[_QZ_MU]), batch[LABELS])
+            out.loss = out.loss + self.classification_ratio * ce
+        return out
 
     def _library_posterior(self, batch: Batch) -> tuple[Tensor, Tensor]:
         if _QL_MU not in batch:

@@ -13,6 +13,8 @@ are read a chunk of rows at a time straight from the HDF5 file, which is opened 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import shutil
 import warnings
 from collections.abc import Iterator, Sequence
@@ -30,12 +32,41 @@ from torch import Tensor
 from scivae._atomic import atomic_path
 from scivae.cells.data import CovariateEncoder, _layer_hint, count_problem, trained_cells, unique_gene_names
 from scivae.core.data.arrays import split_indices
+from scivae.core.data.sparse import indices_problem, indptr_problem
 from scivae.core.data.streaming import stack_blocks, take_block, to_tensors
 from scivae.core.options import positive_int
 from scivae.errors import ScivaeInputError
 
 #: Rows per contiguous read (one HDF5 slice of ``data``/``indices``).
 CHUNK_ROWS = 2048
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NO_SPACE_TEXT = ("errno = 28", "errno = 122", "No space left", "Disk quota")
+
+
+@contextlib.contextmanager
+def _readable(path: Path, what: str = "") -> Iterator[None]:
+    """Errors of h5py and anndata on a damaged file (an ``OSError`` or ``RuntimeError`` of HDF5, a missing key, a
+    wrong type) as one line naming the file; a missing file, no permission and no memory pass on as they are."""
+    try:
+        yield
+    except (ScivaeInputError, MemoryError, FileNotFoundError, PermissionError):
+        raise
+    except OSError as e:
+        if getattr(e, "errno", None) in _NO_SPACE or any(t in str(e) for t in _NO_SPACE_TEXT):
+            raise  # a full disk while a copy is written: the output's failure, not the input's
+        raise _damaged(path, what, e) from None
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as e:
+        raise _damaged(path, what, e) from None
+
+
+def _damaged(path: Path, what: str, e: BaseException) -> ScivaeInputError:
+    first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+    return ScivaeInputError(
+        f"cannot read {path}{what} ({type(e).__name__}: {first}): the file is damaged or not an .h5ad; check "
+        "that it is complete, or write it again from the original data"
+    )
 
 
 def _rewrite_hint(path: Path, key: str) -> str:
@@ -84,9 +115,24 @@ class BackedCounts:
                 f"{path}: {key} has an unknown encoding {encoding!r}: " + _rewrite_hint(self.path, key)
             )
         self.dense = False
-        self.shape = tuple(int(s) for s in node.attrs["shape"])
-        self.indptr = node["indptr"][:].astype(np.int64)
-        self._data, self._indices = node["data"], node["indices"]
+        try:
+            self.shape = tuple(int(s) for s in node.attrs["shape"])
+            self.indptr = node["indptr"][:].astype(np.int64)
+            self._data, self._indices = node["data"], node["indices"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ScivaeInputError(
+                f"{path}: {key} is not a complete sparse matrix ({type(e).__name__}): the file is corrupt; write it "
+                "again from the original data"
+            ) from None
+        # indptr once here (scipy trusts it: a pointer past the data reads out of bounds); indices chunk by chunk
+        problem = (f"shape {self.shape} is not 2-d" if len(self.shape) != 2 else None) or indptr_problem(
+            self.indptr, self.shape[0], int(self._data.shape[0]), int(self._indices.shape[0])
+        )
+        if problem is not None:
+            raise ScivaeInputError(
+                f"{path}: {key} has a damaged sparse structure ({problem}): the file is corrupt; write it again from "
+                "the original data"
+            )
 
     @property
     def n_obs(self) -> int:
@@ -98,13 +144,23 @@ class BackedCounts:
 
     def read(self, start: int, stop: int, columns: np.ndarray | None = None) -> sp.csr_matrix:
         """Rows ``start:stop`` as CSR (stored dtype), restricted to ``columns`` if given."""
+        with _readable(self.path, f" (rows {start}-{stop - 1} of {self.key})"):
+            return self._read(start, stop, columns)
+
+    def _read(self, start: int, stop: int, columns: np.ndarray | None) -> sp.csr_matrix:
         if self.dense:
             block = sp.csr_matrix(self._x[start:stop])
         else:
             lo, hi = self.indptr[start], self.indptr[stop]
+            indices = self._indices[lo:hi]
+            problem = indices_problem(indices, self.shape[1])  # a min and a max per chunk: cheap
+            if problem is not None:
+                raise ScivaeInputError(
+                    f"{self.path}: {self.key} has a damaged sparse structure ({problem}, rows {start}-{stop - 1}): "
+                    "the file is corrupt; write it again from the original data"
+                )
             block = sp.csr_matrix(
-                (self._data[lo:hi], self._indices[lo:hi], self.indptr[start : stop + 1] - lo),
-                shape=(stop - start, self.shape[1]),
+                (self._data[lo:hi], indices, self.indptr[start : stop + 1] - lo), shape=(stop - start, self.shape[1])
             )
         return block if columns is None else block[:, columns]
 
@@ -397,16 +453,18 @@ def prepare_backed(
     path = backed_path(adata)
     if n_top_genes is not None:
         positive_int(n_top_genes, "n_top_genes")
-    file = h5py.File(path, "r")
+    with _readable(path):
+        file = h5py.File(path, "r")
     try:
-        obs = (
-            adata.obs
-            if isinstance(adata, ad.AnnData)
-            else _read_obs(file, batch_key, categorical_covariate_keys, continuous_covariate_keys)
-        )
-        CovariateEncoder.check_keys(obs, batch_key, categorical_covariate_keys, continuous_covariate_keys)
-        counts, scan, source = _source(file, path, layer)
-        genes = _gene_names(file, counts.key)
+        with _readable(path):
+            obs = (
+                adata.obs
+                if isinstance(adata, ad.AnnData)
+                else _read_obs(file, batch_key, categorical_covariate_keys, continuous_covariate_keys)
+            )
+            CovariateEncoder.check_keys(obs, batch_key, categorical_covariate_keys, continuous_covariate_keys)
+            counts, scan, source = _source(file, path, layer)
+            genes = _gene_names(file, counts.key)
     finally:
         file.close()
     n_cells, n_genes_in = counts.shape
@@ -448,15 +506,17 @@ def align_backed(
 ) -> BackedCellData:
     """:func:`scivae.cells.data.align` for a file on disk: new cells over the model's genes, streamed."""
     path = backed_path(adata)
-    file = h5py.File(path, "r")
+    with _readable(path):
+        file = h5py.File(path, "r")
     try:
-        obs = (
-            adata.obs
-            if isinstance(adata, ad.AnnData)
-            else _read_obs(file, encoder.batch_key, encoder.categorical_keys, encoder.continuous_keys)
-        )
-        counts, _, source = _source(file, path, layer)
-        names = unique_gene_names(_gene_names(file, counts.key), warn=False)
+        with _readable(path):
+            obs = (
+                adata.obs
+                if isinstance(adata, ad.AnnData)
+                else _read_obs(file, encoder.batch_key, encoder.categorical_keys, encoder.continuous_keys)
+            )
+            counts, _, source = _source(file, path, layer)
+            names = unique_gene_names(_gene_names(file, counts.key), warn=False)
     finally:
         file.close()
     position = names.get_indexer(pd.Index(genes))
@@ -490,7 +550,7 @@ def write_with_latent(src: str | Path, dst: str | Path, key: str, latent: np.nda
     """
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        with h5py.File(tmp, "r+") as f:
+        with _readable(Path(src)), h5py.File(tmp, "r+") as f:  # a damaged input gives a damaged copy
             obsm = f.require_group("obsm")
             if "encoding-type" not in obsm.attrs:
                 obsm.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})

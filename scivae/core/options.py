@@ -35,6 +35,19 @@ def positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
+#: Largest batch (items per step or per forward pass): a larger one asks for more memory than a machine has
+#: before any step runs (and no data set gains from it).
+MAX_BATCH_SIZE = 2**20
+
+
+def check_batch_size(value: Any, name: str = "batch_size") -> int:
+    """``value`` as an ``int`` in [1, :data:`MAX_BATCH_SIZE`], or :class:`OptionError`."""
+    value = positive_int(value, name)
+    if value > MAX_BATCH_SIZE:
+        raise OptionError(f"{{{name}}}={value} is over the limit of {MAX_BATCH_SIZE}: pass a smaller value", name)
+    return value
+
+
 def positive_float(value: Any, name: str, *, allow_zero: bool = False) -> float:
     """``value`` as a finite ``float`` > 0 (>= 0 with ``allow_zero``), or :class:`OptionError`."""
     try:
@@ -220,7 +233,7 @@ class TrainingOptions:
             set_(self, "max_epochs", positive_int(self.max_epochs, "max_epochs"))
         if self.max_time is not None:
             set_(self, "max_time", positive_float(self.max_time, "max_time"))
-        set_(self, "batch_size", positive_int(self.batch_size, "batch_size"))
+        set_(self, "batch_size", check_batch_size(self.batch_size))
         vf = self.validation_fraction
         if not isinstance(vf, (int, float)) or isinstance(vf, bool) or not 0.0 <= float(vf) < 1.0:
             raise OptionError(f"{{validation_fraction}}={vf!r} is not in [0, 1)", "validation_fraction")

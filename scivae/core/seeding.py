@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import torch
 
+from scivae.core.options import MAX_SEED, check_seed
+
 
 @contextlib.contextmanager
 def seeded(seed: int | None) -> Iterator[None]:
@@ -24,6 +26,7 @@ def seeded(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
+    seed = check_seed(seed)  # torch refuses negative seeds, numpy those past 2**32: one message for both
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
@@ -31,8 +34,14 @@ def seeded(seed: int | None) -> Iterator[None]:
 
 
 def resolve_seed(seed: int | None) -> int:
-    """``seed`` itself, or a fresh seed drawn from torch's global random state when ``None``."""
-    return int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+    """``seed`` itself (checked: an integer in [0, 2^32)), or a fresh one drawn from torch's global random state when
+    ``None``."""
+    return check_seed(seed) if seed is not None else int(torch.randint(0, MAX_SEED + 1, (1,)).item())
+
+
+def next_seed(seed: int) -> int:
+    """The seed after ``seed`` (for a second random stream of one call), wrapping to 0 after the largest."""
+    return (int(seed) + 1) % (MAX_SEED + 1)
 
 
 def cpu_generator(seed: int | None) -> tuple[torch.Generator, int]:

@@ -4,6 +4,11 @@ Every molecule is parsed by RDKit and written back as its canonical SMILES, so t
 the same string (training set, generated molecules and novelty checks agree). Empty lines, strings RDKit
 cannot parse and molecules of more than ``max_length`` SMILES tokens are dropped and counted; only a file
 with no valid molecule left is an error.
+
+Before RDKit sees anything, a file that is no text (binary data, NUL bytes, invalid UTF-8, an HDF5 file, gzip data
+without a ``.gz`` name, another archive) is refused, and so is any string over :data:`MAX_SMILES_CHARACTERS`
+characters (RDKit's recursion crashes the process on chains of some ten thousand atoms and takes minutes over
+millions of characters): both are errors that name the file (and the line), never a few molecules of junk.
 """
 
 from __future__ import annotations
@@ -23,6 +28,18 @@ SMILES_SUFFIXES = (".smi", ".txt", ".csv", ".csv.gz", ".smi.gz", ".txt.gz")
 #: Longest molecule (SMILES tokens) read without an explicit ``max_length``: a longer one is an error, since
 #: one very long string would make every padded batch that long (a 10,000-character line is no drug-like molecule).
 MAX_TOKENS_DEFAULT = 500
+#: Longest string (characters) handed to RDKit, whatever ``max_length``: RDKit recurses over a molecule's atoms,
+#: so a chain of some ten thousand atoms overflows its stack (a segmentation fault, not an exception), and a
+#: string of millions of characters takes minutes. The longest drug-like SMILES are a few hundred characters.
+MAX_SMILES_CHARACTERS = 5000
+#: Fewest valid molecules a model is trained on (to learn and to validate on; cells need as many).
+MIN_MOLECULES = 10
+_GZIP_MAGIC = b"\x1f\x8b"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: Other formats that are no text (zip, bzip2, xz, zstd, 7z).
+_BINARY_MAGIC = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd",
+                 b"7z\xbc\xaf\x27\x1c": "7z"}  # fmt: skip
+_SNIFF_BYTES = 1 << 20
 _COLUMN_CANDIDATES = ("SMILES", "smiles", "Smiles", "canonical_smiles", "CANONICAL_SMILES")
 
 
@@ -38,13 +55,42 @@ def rdkit_quiet() -> Iterator[None]:
         RDLogger.EnableLog("rdApp.*")
 
 
+def check_smiles_length(smiles: str, where: str = "") -> None:
+    """Refuse a string longer than :data:`MAX_SMILES_CHARACTERS` before RDKit sees it (it could crash or hang).
+
+    ``where`` says where the string came from (``"line 7 of mols.smi"``); by default the string's start.
+    """
+    if len(smiles) > MAX_SMILES_CHARACTERS:
+        where = where or f"the SMILES {smiles[:20]!r}..."
+        raise ScivaeInputError(
+            f"{where} has {len(smiles)} characters, over the {MAX_SMILES_CHARACTERS}-character limit of a SMILES: "
+            "remove it (no drug-like molecule is that long)"
+        )
+
+
+def check_enough_molecules(n: int, source: str) -> None:
+    """Refuse to train on fewer than :data:`MIN_MOLECULES` valid molecules (the validation split would be empty)."""
+    if n < MIN_MOLECULES:
+        raise ScivaeInputError(
+            f"{source} has {n} valid molecule(s): training needs at least {MIN_MOLECULES} (to learn and to validate "
+            "on); pass more molecules"
+        )
+
+
 def canonical_smiles(smiles: str) -> str | None:
-    """Return RDKit's canonical SMILES of ``smiles``, or ``None`` when it is empty or not a valid molecule."""
+    """Return RDKit's canonical SMILES of ``smiles``, or ``None`` when it is empty or not a valid molecule.
+
+    Raises
+    ------
+    ScivaeInputError
+        A string over :data:`MAX_SMILES_CHARACTERS` characters (RDKit would crash or hang on it).
+    """
     from rdkit import Chem
 
     smiles = smiles.strip()
     if not smiles:
         return None
+    check_smiles_length(smiles)
     mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         return None
@@ -132,6 +178,7 @@ def clean_smiles(smiles: Iterable[str | None], *, max_length: int | None = None,
             if not isinstance(s, str) or not s.strip():
                 n_empty += 1
                 continue
+            check_smiles_length(s.strip(), f"entry {n_input} of {source}")
             mol = Chem.MolFromSmiles(s.strip())
             if mol is None or mol.GetNumAtoms() == 0:
                 n_invalid += 1
@@ -181,9 +228,54 @@ def _suffix(path: Path) -> str:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # strict decoding: binary data is refused (see _check_text), never read as a few "molecules" of junk
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")  # type: ignore[return-value]
-    return open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+        return gzip.open(path, "rt", encoding="utf-8")  # type: ignore[return-value]
+    return open(path, encoding="utf-8")  # noqa: SIM115
+
+
+def _not_text(path: Path, what: str) -> ScivaeInputError:
+    return ScivaeInputError(
+        f"{path} {what}, not SMILES text: pass a text file with one SMILES per line (.smi, .txt) or a .csv"
+    )
+
+
+def _check_text(path: Path) -> None:
+    """Refuse a file that is no text before it is parsed: HDF5 (an .h5ad renamed), gzip data without a ``.gz``
+    name, other archives, NUL bytes or invalid UTF-8 in its first MiB (of the decompressed content for ``.gz``).
+
+    gzip data named ``.smi`` is refused rather than decompressed: the name says how the file is read, so the fix
+    is the name (``.smi.gz``), which scivae then reads.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if head.startswith(_HDF5_MAGIC):
+            raise _not_text(path, "is an HDF5 file (an .h5ad?)")
+        gz = path.name.lower().endswith(".gz")
+        if head.startswith(_GZIP_MAGIC) and not gz:
+            raise ScivaeInputError(
+                f"{path} holds gzip-compressed data: name it {path.name}.gz (scivae reads .smi.gz, .txt.gz and "
+                ".csv.gz) or decompress it"
+            )
+        for magic, kind in _BINARY_MAGIC.items():
+            if head.startswith(magic):
+                raise _not_text(path, f"is {kind} data")
+        if gz and not head.startswith(_GZIP_MAGIC):
+            raise _not_text(path, "is named .gz but holds no gzip data")
+        opener = gzip.open if gz else open
+        with opener(path, "rb") as fh:  # type: ignore[operator]
+            sample = fh.read(_SNIFF_BYTES)
+    except (OSError, EOFError) as exc:
+        raise ScivaeInputError(f"cannot read {path} ({type(exc).__name__}): check the file format") from None
+    nul = sample.find(b"\x00")
+    if nul >= 0:
+        raise _not_text(path, f"holds NUL bytes (byte {nul}): binary data")
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(sample) - 4:  # not merely a character cut at the end of the sample
+            raise _not_text(path, f"is not UTF-8 text (byte {exc.start}): binary data") from None
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -191,14 +283,22 @@ def _read_lines(path: Path) -> list[str]:
     try:
         with _open_text(path) as fh:
             lines = fh.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, f"is not UTF-8 text (byte {exc.start} of its text): binary data") from None
     except (OSError, EOFError) as exc:
         raise ScivaeInputError(f"cannot read {path} ({type(exc).__name__}): check the file format") from exc
+    if any("\x00" in ln for ln in lines):
+        raise _not_text(path, "holds NUL bytes: binary data")
     while lines and not lines[-1].strip():  # blank lines at the end of a file are not entries
         lines.pop()
     first = lines[0].split()[:1] if lines else []
+    start = 1
     if first and first[0].lower() in ("smiles", "canonical_smiles"):
-        lines = lines[1:]
-    return [ln.split()[0] if ln.strip() else "" for ln in lines]
+        lines, start = lines[1:], 2
+    entries = [ln.split()[0] if ln.strip() else "" for ln in lines]
+    for number, entry in enumerate(entries, start=start):
+        check_smiles_length(entry, f"line {number} of {path}")
+    return entries
 
 
 def _read_csv(path: Path, column: str | None) -> list[str]:
@@ -225,7 +325,10 @@ def _read_csv(path: Path, column: str | None) -> list[str]:
         raise ScivaeInputError(
             f"{path.name} has no column {column!r} (columns: {cols}): pass one of those as {{column}}", "column"
         )
-    return [v.strip() for v in df[column].tolist()]
+    values = [v.strip() for v in df[column].tolist()]
+    for number, value in enumerate(values, start=2):  # line 1 is the header
+        check_smiles_length(value, f"row {number} of {path}")
+    return values
 
 
 def read_smiles_entries(
@@ -261,6 +364,8 @@ def read_smiles_entries(
     if path.is_dir():
         raise ScivaeInputError(f"{what} file {path} is a directory: give a .smi, .txt, .csv or .csv.gz file")
     suf = _suffix(path)
+    if suf in _CSV_SUFFIXES or suf in _LINE_SUFFIXES:
+        _check_text(path)
     if suf in _CSV_SUFFIXES:
         entries = _read_csv(path, column)
     elif suf in _LINE_SUFFIXES:

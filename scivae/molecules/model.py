@@ -26,6 +26,7 @@ from scivae.molecules.data import (
     MAX_TOKENS_DEFAULT,
     MoleculeSet,
     canonicalize_many,
+    check_enough_molecules,
     clean_smiles,
     read_smiles_file,
 )
@@ -120,6 +121,24 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+#: Most molecules one :meth:`MolVAE.sample` call draws: the latent points and the decoded strings are held in
+#: memory together (a billion would ask for hundreds of GB before the first is decoded). ``scivae generate``
+#: streams its output in chunks instead, so it has a higher limit.
+MAX_SAMPLES = 1_000_000
+
+
+def check_sample_count(n: Any) -> int:
+    """``n`` as an int in [1, :data:`MAX_SAMPLES`], or :class:`~scivae.errors.OptionError`."""
+    n = positive_int(n, "n")
+    if n > MAX_SAMPLES:
+        raise OptionError(
+            f"{{n}}={n} is over the limit of {MAX_SAMPLES} molecules held in memory at once: call sample several "
+            "times with other seeds and join the results, or let `scivae generate` stream them to a file",
+            "n",
+        )
+    return n
 
 
 def _as_list(smiles: str | Sequence[str]) -> list[str]:
@@ -306,6 +325,7 @@ class MolVAE(BaseModel):
         """
         if getattr(self, "_arrays", None) is None:
             raise ScivaeInputError("a loaded MolVAE has no training data: build a new MolVAE(smiles) to train")
+        check_enough_molecules(len(self._arrays["x"]), self.data.source)
         if prior is not None and prior not in PRIOR_KINDS:
             raise OptionError(
                 f"{{prior}}={prior!r} is unknown: use one of {', '.join(PRIOR_KINDS)}, or standard for N(0, I)", "prior"
@@ -496,7 +516,8 @@ class MolVAE(BaseModel):
         Parameters
         ----------
         n
-            Number of molecules.
+            Number of molecules, at most :data:`MAX_SAMPLES` (all are held in memory; ``scivae generate`` streams
+            more to a file, and equals this call for up to one of its chunks, see its help).
         temperature
             Softmax temperature of the token sampling when ``greedy=False`` (< 1: more conservative).
         greedy
@@ -521,6 +542,7 @@ class MolVAE(BaseModel):
             One row per sample, invalid strings included: ``smiles`` (canonical when valid, else the decoded
             string) and ``valid``.
         """
+        check_sample_count(n)
         return latent.sample(
             self,
             n,

@@ -40,7 +40,8 @@ DPI = 90
 def fit_record(source: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The per-epoch history and the final collapse diagnostics (a dict, possibly empty) of ``source``.
 
-    ``source`` is a model (its ``fit_result``), a :class:`FitResult`, or a folder written by ``scivae fit`` (or
+    ``source`` is a model (its ``fit_result``, or for a loaded model the ``history.csv`` saved in its folder, without
+    the diagnostics), a :class:`FitResult`, or a folder written by ``scivae fit`` (or
     its ``model/``, which holds the history only).
     """
     if isinstance(source, FitResult):
@@ -56,9 +57,12 @@ def fit_record(source: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     fit_result = getattr(source, "fit_result", None)
     if isinstance(fit_result, FitResult):
         return fit_record(fit_result)
+    history = getattr(source, "history", None)
+    if isinstance(history, pd.DataFrame) and not history.empty:  # a loaded model: the history.csv of its folder
+        return history, {}
     raise ScivaeInputError(
-        f"no fit record in {type(source).__name__}: pass a model trained in this session, its FitResult, or the "
-        "output folder of `scivae fit`"
+        f"no fit record in {type(source).__name__}: pass a trained model (or one loaded from a folder with its "
+        "history.csv), its FitResult, or the output folder of `scivae fit`"
     )
 
 

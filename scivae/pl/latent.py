@@ -18,6 +18,44 @@ if TYPE_CHECKING:
 
 #: obsm key of the latent means (as written by ``scivae.tl.embed`` and ``scivae fit``).
 LATENT_KEY = "X_scivae"
+#: Counts per cell that gene colours are normalised to before ``log1p`` (scanpy's ``normalize_total`` default).
+TARGET_SUM = 1e4
+
+
+def _holds_counts(matrix: Any) -> bool:
+    """Whether ``matrix`` holds raw counts: non-negative integers (its stored values, or the first 1,000 rows)."""
+    values = matrix.data if hasattr(matrix, "data") and hasattr(matrix, "indptr") else np.asarray(matrix[:1000])
+    values = np.asarray(values).ravel()
+    return bool(values.size) and bool((values >= 0).all()) and bool(np.equal(np.mod(values, 1), 0).all())
+
+
+def gene_values(adata: Any, gene: str, *, layer: str | None = None, normalize: bool | None = None) -> np.ndarray:
+    """One gene's values per cell, for colouring: ``log1p(count / cell total * 1e4)`` for counts (scanpy's
+    ``normalize_total`` + ``log1p``), so that deep cells do not look like high expressers.
+
+    Parameters
+    ----------
+    adata
+        The cells.
+    gene
+        A name of ``adata.var_names``.
+    layer
+        Layer to read (default: ``X``).
+    normalize
+        Log-normalise (``True``), use the values as they are (``False``), or decide from the data (``None``):
+        normalise raw counts (non-negative integers), keep anything else (already normalised values).
+    """
+    if layer is not None and layer not in adata.layers:
+        raise ScivaeInputError(f"layer {layer!r} is not in adata.layers: pass an existing layer or leave it out")
+    matrix = adata.layers[layer] if layer is not None else adata.X
+    column = matrix[:, adata.var_names.get_loc(gene)]
+    values = np.asarray(column.todense() if hasattr(column, "todense") else column, dtype=np.float64).ravel()
+    if normalize is None:
+        normalize = _holds_counts(matrix)
+    if not normalize:
+        return values
+    totals = np.asarray(matrix.sum(1), dtype=np.float64).ravel()
+    return np.log1p(np.divide(values * TARGET_SUM, totals, out=np.zeros_like(values), where=totals > 0))
 
 
 def _umap_view(adata: Any, z: np.ndarray, use_rep: str, n_neighbors: int, seed: int) -> Any:
@@ -47,6 +85,8 @@ def latent_umap(
     n_neighbors: int = 15,
     seed: int = 0,
     title: str | Sequence[str] | None = None,
+    layer: str | None = None,
+    normalize: bool | None = None,
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     save: str | Path | None = None,
@@ -60,7 +100,8 @@ def latent_umap(
         An AnnData holding the latent in ``obsm[use_rep]`` (as ``scivae.tl.embed`` writes it), or a trained
         :class:`~scivae.CellVAE` (its latent of ``data``, default the training AnnData).
     color
-        ``obs`` column(s) or gene name(s) (values taken from ``X``); one panel each.
+        ``obs`` column(s) or gene name(s); one panel each. Genes are coloured by their log-normalised counts
+        (see ``normalize``).
     data
         Cells to embed when a model is given.
     use_rep, n_neighbors, seed
@@ -69,6 +110,11 @@ def latent_umap(
         given is never modified).
     title
         Panel title(s), as in ``sc.pl.umap``.
+    layer
+        Layer the gene colours are read from (default: ``X``).
+    normalize
+        Gene colours as ``log1p(counts / cell total * 1e4)`` (``True``), as stored (``False``), or (``None``, the
+        default) log-normalised when the values are raw counts and as stored otherwise (:func:`gene_values`).
     ax
         An Axes for one colour, or one Axes per colour; default: a new figure.
     show, save
@@ -102,8 +148,7 @@ def latent_umap(
             continue
         if key not in adata.var_names:
             raise ScivaeInputError(f"{key!r} is neither an obs column nor a gene of the AnnData: pass one of those")
-        column = adata[:, key].X
-        view.obs[key] = np.asarray(column.todense() if hasattr(column, "todense") else column).ravel()
+        view.obs[key] = gene_values(adata, key, layer=layer, normalize=normalize)
     import matplotlib.pyplot as plt
 
     if isinstance(ax, (list, tuple, np.ndarray)):  # one Axes per colour
@@ -133,7 +178,7 @@ def anomaly_scores(
     scores_or_model: Any,
     data: Any = None,
     *,
-    method: str = "elbo",
+    method: str | None = None,
     key: str = "scivae_anomaly",
     top: int | None = None,
     bins: int = 50,
@@ -147,21 +192,34 @@ def anomaly_scores(
     Parameters
     ----------
     scores_or_model
-        The scores (an array), an AnnData with them in ``obs[key]``, or a trained model (scores of ``data``
-        computed by :func:`scivae.latent.anomaly_scores` with ``method``).
+        The scores (an array, such as :func:`scivae.latent.anomaly_scores` returns), an AnnData with them in
+        ``obs[key]``, or a trained model (scores of ``data`` computed by :func:`scivae.latent.anomaly_scores`
+        with ``method``).
+    method
+        Which score: ``"elbo"`` (negative ELBO) or ``"iwae"`` (importance-sampled ``-log p(x)``); it labels the
+        axis. Default: the method the scores remember (arrays from :func:`scivae.latent.anomaly_scores`, or
+        ``uns[key]["method"]`` of an AnnData), ``"elbo"`` for a model, else an unnamed score.
     top
         Mark the score above which the ``top`` most anomalous items lie.
     """
+    from scivae.latent import ANOMALY_LABELS, ANOMALY_METHODS
+
+    if method is not None and method not in ANOMALY_METHODS:
+        raise ScivaeInputError(f"unknown anomaly method {method!r}: use 'elbo' or 'iwae'")
     if isinstance(scores_or_model, BaseModel):
         from scivae import latent
 
+        method = method or "elbo"
         scores = latent.anomaly_scores(scores_or_model, data, method=method)
     elif hasattr(scores_or_model, "obs"):
         if key not in scores_or_model.obs:
             raise ScivaeInputError(f"adata.obs has no {key!r}: store scivae.latent.anomaly_scores there, or pass key=")
         scores = scores_or_model.obs[key].to_numpy()
+        saved = scores_or_model.uns.get(key)
+        method = method or (saved.get("method") if isinstance(saved, dict) else None)
     else:
         scores = scores_or_model
+        method = method or getattr(scores, "method", None)  # scivae.latent.anomaly_scores remembers its method
     scores = np.asarray(scores, dtype=float).ravel()
     scores = scores[np.isfinite(scores)]
     if scores.size == 0:
@@ -172,8 +230,8 @@ def anomaly_scores(
         cut = float(np.sort(scores)[-int(top)])
         ax.axvline(cut, color="tab:red", ls="--", lw=1, label=f"top {int(top)} (>= {cut:.1f})")
         ax.legend(fontsize=8)
-    what = "negative ELBO" if method == "elbo" else "negative log p(x), importance-sampled"
-    ax.set_xlabel(f"anomaly score: {what} (nats)")
+    what = ANOMALY_LABELS.get(method or "")
+    ax.set_xlabel(f"anomaly score: {what} (nats)" if what else "anomaly score")
     ax.set_ylabel("items")
     ax.set_title(f"anomaly scores of {scores.size} items (median {np.median(scores):.1f})", fontsize=10)
     return finish(fig, show, save)

@@ -90,7 +90,7 @@ def test_cells_are_matched_by_gene_name(trained) -> None:
 
 def test_normalized_expression(trained) -> None:
     model, train, _ = trained
-    expr = model.get_normalized_expression(library_size=1e4)
+    expr = model.get_normalized_expression(library_size=1e4).to_numpy()
     assert expr.shape == (700, 300) and (expr > 0).all()
     np.testing.assert_allclose(expr.sum(1), 1e4, rtol=1e-4)
     # denoised expression follows the data: genes with more counts get higher expression

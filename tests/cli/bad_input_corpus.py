@@ -222,8 +222,8 @@ def build_corpus(root: Path) -> list[Case]:
     blank.write_text("\n\n   \n\n")
     fit("smiles", "only_empty_lines", blank, "no molecules in")
     long = root / "long.smi"
-    long.write_text("\n".join(smiles[:20]) + "\n" + "C" * 10_000 + "\n")
-    fit("smiles", "smiles_10000_characters", long, "over the 500-token limit")
+    long.write_text("\n".join(smiles[:20]) + "\n" + "C" * 3_000 + "\n")  # under the character limit
+    fit("smiles", "smiles_3000_characters", long, "over the 500-token limit")
     cases.append(
         Case("smiles", "unknown_token_for_vocabulary", ["interpolate", str(mol_model), "CCO", "c1cc[se]c1"],
              "in 'c1cc[se]c1' is not in this model", [mol_model], [])

@@ -86,7 +86,7 @@ def test_the_python_api_raises_typed_errors_with_the_same_messages(corpus) -> No
     assert e.value.render(flag) == _cli_message(cases["single_cell"])
     with pytest.raises(ScivaeInputError) as e:
         read_smiles_file(root / "long.smi")
-    assert e.value.render(flag) == _cli_message(cases["smiles_10000_characters"])
+    assert e.value.render(flag) == _cli_message(cases["smiles_3000_characters"])
     with pytest.raises(ModelFormatError) as e:
         CellVAE.load(root / "broken_models" / "huge")
     assert e.value.render(flag) == _cli_message(cases["config_absurd_size_cells"])

@@ -110,6 +110,7 @@ def test_fit_writes_model_embedding_and_report(h5ad: Path, tmp_path: Path) -> No
     assert r.exit_code == 0, r.output
     assert json.loads((out / "metrics.json").read_text())["params"]["likelihood"] == "poisson"
     assert sorted(p.name for p in out.iterdir()) == [
+        ".scivae-output.json",
         "embedded.h5ad", "history.csv", "kl_per_dim.png", "latent_umap.png", "metrics.json", "model",
         "rate_distortion.png", "training_curves.png",
     ]  # fmt: skip

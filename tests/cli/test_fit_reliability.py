@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,7 +195,8 @@ def test_replacing_a_finished_output_needs_force_and_a_failed_replacement_keeps_
     assert "continue the fit with the same command and --resume" in r.output
     kept = {p.name for p in out.iterdir()}
     assert kept == {"model", "embedded.h5ad", "metrics.json", "history.csv", "training_curves.png",
-                    "kl_per_dim.png", "rate_distortion.png", "latent_umap.png", CHECKPOINT_DIR, LOCK_FILE}  # fmt: skip
+                    "kl_per_dim.png", "rate_distortion.png", "latent_umap.png", CHECKPOINT_DIR, LOCK_FILE,
+                    ".scivae-output.json"}  # fmt: skip
     assert not leftovers(out)
     assert fingerprint(out / "model") == model_before
     metrics = json.loads((out / "metrics.json").read_text())
@@ -224,6 +226,9 @@ def test_a_diverging_fit_exits_3_with_its_last_good_weights(cells, tmp_path, mon
     line = r.output.strip().splitlines()[-1]
     assert line.startswith("error: training diverged") and "--lr" in line and "--free-bits" in line
     assert "holds the weights of epoch" in line and "Traceback" not in r.output
+    flags = set(re.findall(r"--[a-z][a-z-]*", line))
+    help_text = runner.invoke(app, ["fit", "--help"], terminal_width=200).output
+    assert flags and all(f in help_text for f in flags), flags  # the hint names only flags that exist
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["diverged"] is True and metrics["skipped_steps"] > 0
     # the report describes the finite weights returned (a collapse verdict exists: None means non-finite latents)

@@ -153,6 +153,136 @@ def test_generate_then_evaluate_counts_every_string(fitted):
     assert "warning:" in r.output and "filtered" in r.output
 
 
+@pytest.fixture
+def chunk_of_7(monkeypatch):
+    """``generate`` in chunks of 7 molecules; the sizes that ``MolVAE.sample`` was asked for, in order."""
+    from scivae.molecules import MolVAE
+
+    sizes: list[int] = []
+    original = MolVAE.sample
+
+    def counted(self, n, **kwargs):
+        sizes.append(n)
+        return original(self, n, **kwargs)
+
+    monkeypatch.setattr(molcli, "GENERATE_CHUNK", 7)
+    monkeypatch.setattr(MolVAE, "sample", counted)
+    return sizes, original
+
+
+def test_generate_streams_in_chunks_with_the_same_output_every_time(fitted, chunk_of_7):
+    from scivae.molecules import MolVAE
+
+    tmp, _, _ = fitted
+    sizes, original = chunk_of_7
+    model = tmp / "mols.scivae" / "model"
+    args = ["generate", str(model), "-n", "30", "--seed", "3", "--sample-tokens", "--keep-invalid"]
+    a, b = tmp / "chunked_a.smi", tmp / "chunked_b.smi"
+    for path in (a, b):
+        r = runner.invoke(app, [*args, "-o", str(path)])
+        assert r.exit_code == 0, r.output
+    assert sizes == [7, 7, 7, 7, 2] * 2  # sampled and written a chunk at a time
+    lines = a.read_text().split("\n")[:-1]
+    assert a.read_text() == b.read_text() and len(lines) == 30
+    r = runner.invoke(app, args)  # to stdout: the same strings
+    assert r.exit_code == 0 and r.stdout == a.read_text()
+    # the first chunk is MolVAE.sample with the command's seed; later chunks draw with seeds of their own
+    first = original(MolVAE.load(model), 7, seed=3, greedy=False)
+    assert lines[:7] == first["smiles"].where(first["valid"], first["smiles"].fillna("")).tolist()
+    assert len({molcli.chunk_seed(3, i) for i in range(5)}) == 5 and molcli.chunk_seed(3, 0) == 3
+    assert lines[7:14] != lines[:7]
+    csv = tmp / "chunked.csv"  # one header, then every chunk's rows
+    r = runner.invoke(app, [*args, "-o", str(csv)])
+    assert r.exit_code == 0 and csv.read_text().count("smiles,valid") == 1
+    assert len(csv.read_text().splitlines()) == 31
+
+
+def test_generate_unique_and_valid_only_hold_across_chunks(fitted, chunk_of_7):
+    tmp, _, _ = fitted
+    model = tmp / "mols.scivae" / "model"
+    args = ["generate", str(model), "-n", "40", "--seed", "4"]  # greedy: many repeats
+    uniq = tmp / "chunked_unique.smi"
+    r = runner.invoke(app, [*args, "--unique", "-o", str(uniq)])
+    assert r.exit_code == 0, r.output
+    kept = uniq.read_text().splitlines()
+    distinct = int(r.output.split(" distinct valid")[0].rsplit(" ", 1)[1])
+    assert len(kept) == len(set(kept)) == distinct >= 2 and "" not in kept  # distinct across chunks
+    valid = tmp / "chunked_valid.smi"
+    r = runner.invoke(app, [*args, "--valid-only", "-o", str(valid)])
+    assert r.exit_code == 0, r.output
+    n_valid = int(r.output.split("sampled 40 from the ")[1].split(": ")[1].split(" valid")[0])
+    assert len(valid.read_text().splitlines()) == n_valid and set(valid.read_text().splitlines()) == set(kept)
+    assert n_valid > len(kept)  # repeats were dropped
+
+
+def test_generate_interrupted_between_chunks_leaves_the_previous_file(fitted, monkeypatch):
+    from scivae.molecules import MolVAE
+
+    tmp, _, _ = fitted
+    model = tmp / "mols.scivae" / "model"
+    out = tmp / "interrupted" / "g.smi"
+    out.parent.mkdir()
+    out.write_text("previous\n")
+    original, calls = MolVAE.sample, []
+
+    def second_chunk_interrupted(self, n, **kwargs):
+        calls.append(n)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, n, **kwargs)
+
+    monkeypatch.setattr(molcli, "GENERATE_CHUNK", 5)
+    monkeypatch.setattr(MolVAE, "sample", second_chunk_interrupted)
+    r = runner.invoke(app, ["generate", str(model), "-n", "20", "--seed", "1", "-o", str(out)])
+    assert r.exit_code == 130 and "Traceback" not in r.output, r.output
+    assert out.read_text() == "previous\n" and sorted(p.name for p in out.parent.iterdir()) == ["g.smi"]
+
+
+def test_generate_to_a_reader_that_stops_ends_quietly(fitted, monkeypatch):
+    """`scivae generate ... | head`: the closed pipe stops the sampling with exit code 141 and no error line."""
+    tmp, _, _ = fitted
+
+    def chunks(*args, **kwargs):
+        yield "C\n"
+        raise BrokenPipeError(32, "Broken pipe")  # what the next chunk's write raises once the reader is gone
+
+    monkeypatch.setattr(molcli, "_sampled_text", chunks)
+    r = runner.invoke(app, ["generate", str(tmp / "mols.scivae" / "model"), "-n", "10", "--seed", "0"])
+    assert r.exit_code == molcli.EXIT_BROKEN_PIPE == 141 and "error" not in r.output, r.output
+
+
+def test_generate_n_limits(fitted, monkeypatch, tmp_path):
+    import pandas as pd
+
+    from scivae.molecules import MolVAE
+    from scivae.molecules.model import MAX_SAMPLES
+
+    tmp, _, _ = fitted
+    model = tmp / "mols.scivae" / "model"
+    msg = _one_line_error(runner.invoke(app, ["generate", str(model), "-n", str(molcli.MAX_GENERATE + 1)]))
+    assert f"over the limit of {molcli.MAX_GENERATE}" in msg and "--seed" in msg
+    # over MolVAE.sample's in-memory limit the command still runs, one chunk at a time (decoding faked: fast)
+    sizes: list[int] = []
+
+    def fake(self, n, **kwargs):
+        sizes.append(n)
+        return pd.DataFrame({"smiles": ["C"] * n, "valid": [True] * n})
+
+    monkeypatch.setattr(MolVAE, "sample", fake)
+    out = tmp_path / "many.smi"
+    r = runner.invoke(app, ["generate", str(model), "-n", str(MAX_SAMPLES + 1), "-o", str(out), "--seed", "0"])
+    assert r.exit_code == 0, r.output
+    assert sum(sizes) == MAX_SAMPLES + 1 and max(sizes) == molcli.GENERATE_CHUNK
+    assert out.read_text().count("\n") == MAX_SAMPLES + 1 and "distinct valid not counted" in r.output
+    monkeypatch.undo()
+    # MolVAE.sample holds its molecules in memory: its lower limit points to several calls or the command
+    from scivae.errors import OptionError
+
+    with pytest.raises(OptionError, match="call sample several times .* `scivae generate`") as e:
+        MolVAE.load(model).sample(MAX_SAMPLES + 1)
+    assert "--" not in str(e.value)
+
+
 def test_interpolate(fitted):
     tmp, _, _ = fitted
     model = tmp / "mols.scivae" / "model"
@@ -202,7 +332,7 @@ def test_bad_input_exits_2(fitted, tmp_path):
     assert "model directory" in _one_line_error(runner.invoke(app, ["generate", str(tmp_path), "-n", "3"]))
     if not torch.cuda.is_available():
         msg = _one_line_error(runner.invoke(app, ["generate", str(model), "-n", "3", "--accelerator", "cuda"]))
-        assert "no CUDA device" in msg
+        assert "no CUDA GPU" in msg and "--accelerator=cpu" in msg
     assert "--accelerator='tpu'" in _one_line_error(
         runner.invoke(app, ["generate", str(model), "-n", "3", "--accelerator", "tpu"])
     )

@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from scivae.errors import ScivaeInputError
-from scivae.molecules.data import clean_smiles, read_smiles_file
+from scivae.molecules.data import canonicalize_many, clean_smiles, read_smiles_file
 
 
 def _sha(path):
@@ -83,3 +83,35 @@ def test_missing_file_and_bad_suffix(tmp_path):
     empty.write_text("")
     with pytest.raises(ScivaeInputError, match="no molecules"):
         read_smiles_file(empty)
+
+
+def test_text_checks_let_real_files_through(tmp_path):
+    gz = tmp_path / "m.smi.gz"
+    gz.write_bytes(gzip.compress("SMILES\nCCO éthanol\nc1ccccc1 benzène\n".encode()))
+    assert read_smiles_file(gz).smiles == ["CCO", "c1ccccc1"]
+    bom = tmp_path / "m.csv"
+    bom.write_bytes("\ufeffsmiles\nCCN\n".encode())  # Excel's UTF-8 with a byte-order mark
+    assert read_smiles_file(bom).smiles == ["CCN"]
+
+
+def test_rdkit_never_sees_a_string_over_the_character_limit(tmp_path, monkeypatch):
+    from rdkit import Chem
+
+    from scivae.molecules.data import MAX_SMILES_CHARACTERS
+
+    parse = Chem.MolFromSmiles
+
+    def guarded(s, *args, **kwargs):
+        assert len(s) <= MAX_SMILES_CHARACTERS, "RDKit was given an over-long string"
+        return parse(s, *args, **kwargs)
+
+    monkeypatch.setattr(Chem, "MolFromSmiles", guarded)
+    long = tmp_path / "m.smi"
+    long.write_text("CCO\n" + "C" * (MAX_SMILES_CHARACTERS + 1) + "\n")
+    with pytest.raises(ScivaeInputError, match=rf"^line 2 of .*m\.smi has {MAX_SMILES_CHARACTERS + 1} characters"):
+        read_smiles_file(long)
+    with pytest.raises(ScivaeInputError, match="5000-character limit"):
+        canonicalize_many(["C" * 30_000])
+    # at the limit the string is parsed (and refused by the token limit instead)
+    with pytest.raises(ScivaeInputError, match="500-token limit"):
+        clean_smiles(["C" * MAX_SMILES_CHARACTERS])

@@ -3,7 +3,8 @@
 A *chunked source* (:class:`ChunkedSource`, e.g. the backed ``.h5ad`` of :mod:`scivae.cells.streaming`) reads
 contiguous row ranges as blocks of arrays (``"x"`` sparse CSR or dense, the rest dense, rows first). Training
 batches mix the rows of a window of chunks drawn in a shuffled order every epoch; under DDP each process keeps
-its share of every global batch (as :mod:`scivae.core.data.arrays` does).
+its share of every global batch (as :mod:`scivae.core.data.arrays` does). Every block read is checked for a sound
+sparse structure (:func:`checked_block`) before scipy slices it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from scivae.core.data.arrays import shard_batch
+from scivae.core.data.sparse import sparse_problem
 from scivae.core.distributed import rank_world
 from scivae.errors import ScivaeInputError
 
@@ -52,6 +54,19 @@ def stack_blocks(blocks: list[dict[str, Any]]) -> dict[str, Any]:
         )
         for k in blocks[0]
     }
+
+
+def checked_block(block: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """``block`` (rows ``start:stop`` of a source) after a check of its sparse arrays' structure: a source that
+    hands over a damaged ``indptr``/``indices`` is refused here, before scipy indexes with them."""
+    for key, value in block.items():
+        problem = sparse_problem(value) if sp.issparse(value) else None
+        if problem is not None:
+            raise ScivaeInputError(
+                f"rows {start}-{stop - 1} of the streamed data have a damaged sparse structure in {key!r} ({problem}): "
+                "the source is corrupt; write it again from the original data"
+            )
+    return block
 
 
 def take_block(block: dict[str, Any], idx: np.ndarray) -> dict[str, Any]:
@@ -114,7 +129,7 @@ class _ChunkStream(IterableDataset):
             fresh = []
             for c in order[w : w + self.window_chunks]:
                 start, stop, lo, hi = self.chunk_rows[c]
-                fresh.append(self.data.block(start, stop, self.rows[lo:hi]))
+                fresh.append(checked_block(self.data.block(start, stop, self.rows[lo:hi]), start, stop))
             fresh_block = stack_blocks(fresh)
             n_fresh = fresh_block["x"].shape[0]
             perm = rng.permutation(n_fresh) if self.shuffle else np.arange(n_fresh)

@@ -21,7 +21,13 @@ import torch
 from scivae.core.data.arrays import ArrayDataModule, ArrayLike, RowOutputs, n_rows_of
 from scivae.core.data.device import DeviceDataModule, iterate_device_batches
 from scivae.core.distributed import is_global_zero
-from scivae.core.model.persistence import load_model_dir, load_prior_files, save_model_dir
+from scivae.core.model.persistence import (
+    CONFIG_FILE,
+    load_model_dir,
+    load_prior_files,
+    resolve_model_dir,
+    save_model_dir,
+)
 from scivae.core.module.base import VAEModule
 from scivae.core.module.prior import (
     PRIOR_CHOICES,
@@ -32,7 +38,7 @@ from scivae.core.module.prior import (
     StandardNormalPrior,
     prior_from_state,
 )
-from scivae.core.options import TrainingOptions, positive_int
+from scivae.core.options import TrainingOptions, check_seed, positive_int
 from scivae.core.seeding import seeded
 from scivae.core.train.fit import FitResult, fit_module, posterior_over
 from scivae.errors import DivergenceError, ModelFormatError, ScivaeInputError
@@ -168,8 +174,9 @@ class BaseModel(ABC):
 
     @property
     def history(self) -> pd.DataFrame | None:
-        """Per-epoch training history, or ``None`` before :meth:`fit` (and for a loaded model)."""
-        return None if self.fit_result is None else self.fit_result.history
+        """Per-epoch training history: of the last :meth:`fit`, else the one saved in the loaded model folder
+        (``history.csv``), else ``None``."""
+        return self.fit_result.history if self.fit_result is not None else getattr(self, "_saved_history", None)
 
     # -- training --------------------------------------------------------------------------------------
     #: This model class's training defaults (adapters override it); see :meth:`training_defaults`.
@@ -405,7 +412,7 @@ class BaseModel(ABC):
             raise ScivaeInputError(f"codes must be 'sample' or 'mean', got {codes!r}")
         if getattr(self, "_arrays", None) is None and self._fit_split is None:
             raise ScivaeInputError(f"a loaded {type(self).__name__} has no training data: fit the prior before saving")
-        seed = self.seed if seed is None else int(seed)
+        seed = self.seed if seed is None else check_seed(seed)
         train_rows, val_rows = self._fit_split if self._fit_split is not None else (None, None)
         mu, logvar = self._prior_codes(train_rows)
         sd = np.exp(0.5 * logvar)
@@ -475,10 +482,19 @@ class BaseModel(ABC):
                 f"{path} holds an unknown model type {meta.get('model_type')!r}: no installed scivae adapter "
                 "provides it; pass a scivae model folder"
             )
-        model = target._from_saved(state_dict, meta, **kwargs)
-        saved_prior = load_prior_files(path)
-        if saved_prior is not None:
-            prior = prior_from_state(*saved_prior)
+        try:
+            model = target._from_saved(state_dict, meta, **kwargs)
+            saved_prior = load_prior_files(path)
+            prior = prior_from_state(*saved_prior) if saved_prior is not None else None
+        except ScivaeInputError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError) as e:
+            # a config.json of valid JSON whose values have the wrong type (null genes, a string for a size...)
+            raise ModelFormatError(
+                f"{resolve_model_dir(path) / CONFIG_FILE} holds values of the wrong type or shape ({type(e).__name__}: "
+                f"{str(e).strip()[:100]}): the model directory was edited or damaged; re-fit"
+            ) from None
+        if prior is not None:
             if prior.n_latent != model.n_latent:
                 raise ModelFormatError(
                     f"{path}: the saved prior has {prior.n_latent} latent dimensions, the model {model.n_latent}: "
@@ -486,6 +502,15 @@ class BaseModel(ABC):
                 )
             model.learned_prior = prior
         model._loaded = True
+        history = resolve_model_dir(path) / "history.csv"  # written by save(): the curves stay drawable
+        if history.is_file():
+            try:
+                model._saved_history = pd.read_csv(history)
+            except ValueError as e:  # not UTF-8, unbalanced quotes, empty (found by fuzzing a model folder)
+                raise ModelFormatError(
+                    f"{history} cannot be read ({type(e).__name__}: {str(e).strip()[:100]}): the model directory "
+                    "was edited or damaged; delete history.csv (only the training curves use it) or re-fit"
+                ) from None
         model.module.eval()
         return model
 

@@ -171,6 +171,8 @@ def load_model_dir(path: str | Path, model_type: str | None = None) -> tuple[dic
         meta = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFormatError(f"{config_path} is not valid JSON ({getattr(e, 'msg', e)}); re-run the fit") from None
+    except RecursionError:  # nested deeper than Python's stack: no scivae config is
+        raise ModelFormatError(f"{config_path} is nested too deeply to be a scivae config; re-run the fit") from None
     if not isinstance(meta, dict):
         raise ModelFormatError(f"{config_path} does not hold a JSON object: the model directory is damaged; re-fit")
     unknown = sorted(set(meta) - META_KEYS)
@@ -180,6 +182,11 @@ def load_model_dir(path: str | Path, model_type: str | None = None) -> tuple[dic
             "another program; re-save the model with scivae"
         )
     version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFormatError(
+            f"{config_path}: format_version is {version!r} ({type(version).__name__}), not an integer: the file was "
+            f"edited; write it as the number {FORMAT_VERSION} (without quotes) if that is the version, or re-fit"
+        )
     if version != FORMAT_VERSION:
         raise ModelFormatError(
             f"{path} has model format version {version!r}, this scivae reads version {FORMAT_VERSION}: "
@@ -200,7 +207,18 @@ def load_model_dir(path: str | Path, model_type: str | None = None) -> tuple[dic
             f"{weights_path} is not a readable safetensors file ({type(e).__name__}): the model directory is "
             "damaged; re-run the fit"
         ) from None
+    check_finite(weights, weights_path)
     return weights, meta
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse saved weights holding NaN or infinite values: such a model loads, but every output is garbage."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelFormatError(
+            f"{path} holds weights that are not finite (NaN or infinite in {len(bad)} tensors, e.g. {bad[0]}): the "
+            "model directory is damaged or came from a diverged fit; re-fit"
+        )
 
 
 def check_config_keys(config: dict[str, Any], allowed: set[str] | frozenset[str], what: str = "config") -> None:
@@ -275,4 +293,5 @@ def load_prior_files(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
         raise ModelFormatError(
             f"{weights} is not a readable safetensors file ({type(e).__name__}): re-fit the prior"
         ) from None
+    check_finite(tensors, weights)
     return tensors, meta

@@ -82,3 +82,26 @@ def test_a_configuration_is_checked_against_the_weights_before_anything_is_alloc
         check_saved_shapes(lambda: nn.Sequential(nn.Linear(3, 10**6), nn.ReLU(), nn.Linear(10**6, 2)), state)
     with pytest.raises(ModelFormatError, match="does not describe a model"):
         check_saved_shapes(lambda: nn.Linear(3, 4, bias="maybe", device="nowhere"), state)
+
+
+def test_wrong_types_deep_nesting_and_non_finite_weights_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    _, path = _saved(tmp_path)
+    config = path / "config.json"
+    good = config.read_text()
+    for version in ("1", True, 1.0, None):
+        meta = json.loads(good)
+        meta["format_version"] = version
+        config.write_text(json.dumps(meta))
+        with pytest.raises(ModelFormatError, match=r"format_version is .*not an integer"):
+            load_model_dir(path)
+    config.write_text('{"config": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    with pytest.raises(ModelFormatError, match="nested too deeply"):
+        load_model_dir(path)
+    config.write_text(good)
+    weights = load_file(str(path / "model.safetensors"))
+    weights["0.weight"][0, 0] = float("nan")
+    save_file(weights, str(path / "model.safetensors"))
+    with pytest.raises(ModelFormatError, match=r"not finite \(NaN or infinite in 1 tensors, e.g. 0.weight\)"):
+        load_model_dir(path)
