@@ -33,8 +33,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	@rm -rf $(DEMO_OUT)
-	$(VENV)/bin/scivae fit $(DEMO_DATA) --out $(DEMO_OUT) --n-top-genes 2000 --max-epochs 60
+	@# --force replaces an earlier demo output only (a folder scivae did not write is refused, never deleted)
+	$(VENV)/bin/scivae fit $(DEMO_DATA) --out $(DEMO_OUT) --force --n-top-genes 2000 --max-epochs 60
 	@echo "demo results are in $(DEMO_OUT)/ (model/, embedded.h5ad, metrics.json, history.csv, PNG plots)"
 
 test: $(STAMP)

@@ -104,7 +104,7 @@ def curve(setting: str, path: Path) -> str:
     ax.set_xlabel("held-out reconstruction (greedy, exact molecule)")
     ax.set_ylabel("FCD/Test of 10,000 prior samples (log scale)")
     ax.set_title("30k MOSES molecules, 37 epochs: mean of the seeds per KL weight β", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
