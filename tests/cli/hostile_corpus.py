@@ -94,34 +94,24 @@ def _expect(expect: str | tuple[str, ...]) -> tuple[str, ...]:
 
 # -- shared assets -----------------------------------------------------------------------------------------
 def build_assets(root: Path) -> Assets:
-    """Write the shared inputs and train the two tiny models (a few seconds)."""
-    import pandas as pd
+    """Write the shared inputs and train the two tiny models (a few seconds): the fuzz pass's inputs and molecule
+    model (:func:`benchmarks.reliability.fuzzing.build_assets`), plus a cell model on the same cells."""
+    import anndata as ad
     import torch
 
-    from scivae import CellVAE, MolVAE
-    from scivae.datasets._moses import moses
-    from tests.cells.conftest import pbmc_subset
+    from benchmarks.reliability.fuzzing import build_assets as build_fuzz_assets
+    from scivae import CellVAE
 
-    root.mkdir(parents=True, exist_ok=True)
-    adata = pbmc_subset(120, 50, seed=7)
-    adata.obs["sample"] = pd.Categorical(np.where(np.arange(adata.n_obs) % 2 == 0, "a", "b"))
-    cells = root / "cells.h5ad"
-    adata.write_h5ad(cells)
-    smiles = moses("train", n=60, seed=11)
-    smi = root / "mols.smi"
-    smi.write_text("\n".join(smiles) + "\n")
+    fuzz = build_fuzz_assets(root)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cell = CellVAE(adata, batch_key="sample", n_latent=3, n_hidden=16)
+        cell = CellVAE(ad.read_h5ad(fuzz.cells), batch_key="sample", n_latent=3, n_hidden=16)
         cell.fit(max_epochs=1, batch_size=64, progress_bar=False, accelerator="cpu")
         cell_dir = Path(cell.save(root / "cell_model"))
-        mol = MolVAE(smiles, n_latent=4, embedding_dim=8, encoder_hidden=16, decoder_hidden=16, decoder_layers=1)
-        mol.fit(max_epochs=1, batch_size=32, progress_bar=False, accelerator="cpu")
-        mol_dir = Path(mol.save(root / "mol_model"))
     finally:
         torch.set_num_threads(threads)
-    return Assets(root, cells, smi, cell_dir, mol_dir)
+    return Assets(root, fuzz.cells, fuzz.smiles, cell_dir, fuzz.mol_model)
 
 
 def copy_tree(src: Path, dst: Path) -> Path:
