@@ -5,6 +5,7 @@ Outputs of ``fit`` (one folder, swapped into place when complete; see :mod:`sciv
     OUT/model/           the trained model (model.safetensors + config.json)
     OUT/embedded.h5ad    the input plus obsm["X_scivae"] (one row per input cell) and uns["scivae"]; with
                          --labels-key also obs["scivae_prediction"] and obs["scivae_prediction_probability"]
+                         (--backed on a .zarr store: OUT/embedded.zarr, a copy of the store plus the same keys)
     OUT/metrics.json     final train/validation ELBO, reconstruction, KL, active units, time, data summary
     OUT/history.csv      one row per epoch
     OUT/training_curves.png, OUT/kl_per_dim.png, OUT/rate_distortion.png
@@ -47,6 +48,12 @@ def _uns_safe(d: dict[str, Any]) -> dict[str, Any]:
 #: free_bits and seed).
 KIND = "cells"
 OPTIONS = ("layer", "batch_key", "likelihood", "n_top_genes", "backed", "labels_key", "unlabeled_category")
+
+
+def _embedded_name(backed: Any) -> str:
+    """The embedding's name in the fit folder: ``embedded.zarr`` for a streamed ``.zarr`` store (a copy of the
+    store keeps its format, chunks and shards), ``embedded.h5ad`` otherwise."""
+    return "embedded.zarr" if backed and Path(backed).is_dir() else "embedded.h5ad"
 
 
 def build(data: Path, options: dict[str, Any]) -> tuple[Any, Any]:
@@ -106,7 +113,7 @@ def write(
     )
     model.save(folder / "model")
     # in memory: our copy gets the latent (the input file is only read); backed: the file is copied
-    _write_embedded(source, folder / "embedded.h5ad", KEY, latent, uns)
+    _write_embedded(source, folder / _embedded_name(source if isinstance(source, Path) else None), KEY, latent, uns)
     write_fit_report(folder, result, extra={"params": params, "data": s})
     from scivae_cli.write_errors import NO_SPACE, errno_of
 
@@ -130,12 +137,14 @@ def summary(model: Any, result: Any, out: Path) -> list[str]:
         f"validation ELBO {m.get('elbo_validation', float('nan')):.2f}, "
         f"KL {m.get('kl_validation', float('nan')):.2f} nats, "
         f"{m.get('active_units')}/{model.module.n_latent} active units",
-        f"wrote {out}/ (model/, embedded.h5ad with obsm['{KEY}'], metrics.json, history.csv, plots)",
+        f"wrote {out}/ (model/, {_embedded_name(model.data_summary.get('backed'))} with obsm['{KEY}'], metrics.json, "
+        "history.csv, plots)",
     ]
 
 
 def _write_embedded(source: Any, out: Path, key: str, latent: Any, uns: dict[str, Any]) -> None:
-    """The input plus ``obsm[key]`` and ``uns['scivae']``: an in-memory AnnData, or a file copied as it is."""
+    """The input plus ``obsm[key]`` and ``uns['scivae']``: an in-memory AnnData (written as ``.h5ad``, or as a
+    ``.zarr`` store when ``out`` ends in ``.zarr``), or a file or store copied as it is."""
     if isinstance(source, Path):
         from scivae.cells.streaming import write_with_latent
 
@@ -143,6 +152,12 @@ def _write_embedded(source: Any, out: Path, key: str, latent: Any, uns: dict[str
         return
     source.obsm[key] = latent
     source.uns["scivae"] = uns
+    if out.suffix.lower() == ".zarr":
+        from scivae._atomic import atomic_dir
+
+        with atomic_dir(out) as tmp:
+            source.write_zarr(tmp)
+        return
     with atomic_path(out) as tmp:
         source.write_h5ad(tmp, compression="gzip")
 
@@ -160,8 +175,53 @@ def _write_umap(folder: Path, source: Any, latent: Any, uns: dict[str, Any], see
 
     from scivae_cli.plot import UMAP_FILE, cell_umap_png
 
-    obs = ad.read_h5ad(source, backed="r").obs if isinstance(source, Path) else source.obs  # backed: X stays on disk
+    if isinstance(source, Path) and source.is_dir():  # a .zarr store: only its obs is read
+        import zarr
+
+        obs = ad.io.read_elem(zarr.open_group(source, mode="r")["obs"])
+    else:
+        obs = ad.read_h5ad(source, backed="r").obs if isinstance(source, Path) else source.obs  # X stays on disk
     cell_umap_png(folder / UMAP_FILE, ad.AnnData(obs=obs.copy(), obsm={KEY: latent}, uns={"scivae": uns}), seed=seed)
+
+
+def _size(path: Path) -> int:
+    """Bytes of a file, or of all the files of a folder (a .zarr store); 0 if it cannot be read."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def _embed_out(data: Path, out: Path | None, backed: bool) -> Path:
+    """``scivae embed``'s output path, checked: ``.h5ad`` or ``.zarr``; streamed (--backed), the input's format (the
+    output is a copy of it); never the input or a path inside it."""
+    zarr_in = backed and data.is_dir()
+    if out is None:
+        name = data.name[: -len(data.suffix)] if data.suffix else data.name
+        out = data.parent / f"{name}.embedded{'.zarr' if zarr_in else '.h5ad'}"
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if backed and suffix != (want := ".zarr" if zarr_in else ".h5ad"):
+        raise ScivaeInputError(
+            f"-o {out}: with --backed the output is a copy of {data} plus the latent, so it is written as {want}; "
+            f"pass a path ending in {want}, or leave --backed out to read the cells into memory"
+        )
+    if suffix not in (".h5ad", ".zarr"):
+        raise ScivaeInputError(f"-o {out}: the output is written as .h5ad or .zarr; pass a path ending in either")
+    if suffix == ".h5ad" and out.is_dir():
+        raise ScivaeInputError(f"-o {out} is a folder: pass the path of a file to write")
+    if suffix == ".zarr" and out.exists():
+        from scivae.cells.streaming import is_zarr_store
+
+        if not is_zarr_store(out):  # only a Zarr store (e.g. an earlier output) is replaced, never another folder
+            raise ScivaeInputError(f"-o {out} exists and is not a Zarr store: pass a new path")
+    if data.exists() and (
+        (out.exists() and os.path.samefile(out, data)) or (data.is_dir() and data.resolve() in out.resolve().parents)
+    ):
+        raise ScivaeInputError(
+            f"-o {out} is the input file (or inside the input store): pass another output path (inputs are never "
+            "modified)"
+        )
+    return out
 
 
 def _use_inputs(model: Any, layer: str | None, batch_key: str | None) -> None:
@@ -182,7 +242,13 @@ def embed(
         Path, typer.Argument(help="Cells to embed: .h5ad/.zarr/10x .h5 or folder, with the model's genes.")
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output .h5ad (default: DATA.embedded.h5ad beside it).")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output .h5ad or .zarr (default: DATA.embedded.h5ad beside it; DATA.embedded.zarr for --backed on "
+            "a .zarr store).",
+        ),
     ] = None,
     key_added: Annotated[str, typer.Option(help="obsm key of the embedding.")] = KEY,
     batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 1024,
@@ -194,27 +260,23 @@ def embed(
         typer.Option(help="obs column of the new file holding the batch, if not named as in training."),
     ] = None,
     backed: Annotated[
-        bool, typer.Option("--backed", help="Stream the .h5ad from disk: X is never loaded (output: a copy + latent).")
+        bool,
+        typer.Option(
+            "--backed",
+            help="Stream the .h5ad or .zarr store from disk: X is never loaded (output: a copy + latent, same format).",
+        ),
     ] = False,
     accelerator: Accelerator = "auto",
     threads: Threads = 0,
 ) -> None:
-    """Embed new cells with a trained model: writes the input plus obsm["X_scivae"] (latent means) to a new .h5ad."""
+    """Embed new cells with a trained model: writes the input plus obsm["X_scivae"] (latent means) to a new .h5ad
+    (or .zarr)."""
     from scivae.cells import CellVAE, read_anndata
     from scivae.core.options import check_batch_size, check_device
 
     check_batch_size(batch_size)
     data = Path(data)
-    if out is None:
-        name = data.name[: -len(data.suffix)] if data.suffix else data.name
-        out = data.parent / f"{name}.embedded.h5ad"
-    out = Path(out)
-    if out.suffix.lower() != ".h5ad":
-        raise ScivaeInputError(f"-o {out}: the output is written as .h5ad; pass a path ending in .h5ad")
-    if out.is_dir():
-        raise ScivaeInputError(f"-o {out} is a folder: pass the path of a file to write")
-    if out.exists() and data.exists() and os.path.samefile(out, data):
-        raise ScivaeInputError(f"-o {out} is the input file: pass another output path (inputs are never modified)")
+    out = _embed_out(data, out, backed)
     check_writable(out.parent, "-o")
     set_threads(threads)
     device = check_device(accelerator, "accelerator")
@@ -227,7 +289,7 @@ def embed(
     from scivae_cli.write_errors import check_free_space, writing
 
     # HDF5 may crash rather than raise on a full disk: refuse before writing when the room is plainly missing
-    check_free_space(out, "-o", latent.nbytes + (data.stat().st_size if backed and data.is_file() else 1 << 20))
+    check_free_space(out, "-o", latent.nbytes + (_size(data) if backed else 1 << 20))
     with writing(out, "-o"):
         _write_embedded(source, out, key_added, latent, uns)
     echo(f"wrote {out}: {latent.shape[0]} cells, obsm['{key_added}'] of width {latent.shape[1]}")

@@ -66,7 +66,10 @@ def fit(
     likelihood: Annotated[str | None, typer.Option(help="[cells] nb (default), zinb or poisson.")] = None,
     n_top_genes: Annotated[int | None, typer.Option(help="[cells] Keep this many highly variable genes.")] = None,
     backed: Annotated[
-        bool, typer.Option("--backed", help="[cells] Stream the .h5ad from disk in chunks instead of loading it.")
+        bool,
+        typer.Option(
+            "--backed", help="[cells] Stream the .h5ad or .zarr store from disk in chunks instead of loading it."
+        ),
     ] = False,
     labels_key: Annotated[
         str | None,
@@ -120,7 +123,13 @@ def fit(
     strategy: Annotated[
         str, typer.Option(help="Lightning strategy: auto, or ddp for several devices or nodes (one process each).")
     ] = "auto",
-    num_nodes: Annotated[int, typer.Option(help="Nodes for --strategy ddp (Lightning reads SLURM/torchrun).")] = 1,
+    num_nodes: Annotated[
+        int,
+        typer.Option(
+            help="Nodes for --strategy ddp: the same command runs on each, started by srun, torchrun, or by hand with "
+            "MASTER_ADDR, MASTER_PORT and NODE_RANK set."
+        ),
+    ] = 1,
     early_stopping: Annotated[
         bool | None,
         typer.Option(

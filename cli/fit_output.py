@@ -122,8 +122,8 @@ class FitOutput:
         self.custom_checkpoint_dir = checkpoint_dir is not None
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else self.out / CHECKPOINT_DIR
         self.published = False
-        # the other processes of a DDP run re-run the command: they train with rank 0's lock and checkpoint
-        # folder, and write nothing
+        # the other processes of a DDP run (Lightning's children, the other nodes) re-run the command: they train
+        # under rank 0's lock, with its checkpoint folder, and create, lock and write nothing
         from scivae.core.distributed import launched_rank
 
         self.secondary = launched_rank() > 0
@@ -146,9 +146,12 @@ class FitOutput:
         return any((self.out / marker).exists() for marker in FINISHED_MARKERS)
 
     def check(self) -> None:
-        """Refuse an output that cannot be used (see the module docstring); writes nothing."""
-        if self.secondary:
-            return
+        """Refuse an output that cannot be used (see the module docstring); writes nothing.
+
+        The other processes of a distributed run make the same refusals, so that a refused output stops every node
+        at once instead of leaving them waiting for rank 0 until the process group times out; they skip the probe
+        of writability, which creates a folder (only rank 0 writes).
+        """
         out_r, data_r = self.out.resolve(), self.data.resolve()
         if out_r == data_r or out_r in data_r.parents:
             raise OutputError(f"--out {self.out} would contain or replace the input {self.data}: pass another folder")
@@ -192,6 +195,8 @@ class FitOutput:
                 raise OutputError(
                     f"--out {self.out} holds a finished fit: add --force to replace it, or choose another --out"
                 )
+        if self.secondary:
+            return
         check_writable(self.out, "--out")
         if self.custom_checkpoint_dir:
             check_writable(self.checkpoint_dir, "--checkpoint-dir")

@@ -1,8 +1,8 @@
 """``scivae plot FIT_DIR``: the pictures of a fit, drawn again (or into another folder) with ``scivae.pl``.
 
 From any ``scivae fit`` output folder: ``training_curves.png``, ``kl_per_dim.png`` and ``rate_distortion.png``;
-for cells also ``latent_umap.png`` (from ``embedded.h5ad``); for molecules also ``molecules.png`` (a grid of
-prior samples of the model).
+for cells also ``latent_umap.png`` (from ``embedded.h5ad``, or ``embedded.zarr`` after a streamed fit of a
+store); for molecules also ``molecules.png`` (a grid of prior samples of the model).
 """
 
 from __future__ import annotations
@@ -102,10 +102,12 @@ def plot(
         raise ScivaeInputError(f"--n-molecules must be between 1 and 1000, got {n_molecules}")
     out = out if out is not None else fit_dir
     written = list(write_fit_plots(out, fit_dir).values())
-    if (fit_dir / "embedded.h5ad").is_file():
+    embedded = [p for p in (fit_dir / "embedded.h5ad", fit_dir / "embedded.zarr") if p.exists()]
+    if embedded:  # a streamed fit of a Zarr store writes its latent into a copy of the store
         import anndata as ad
 
-        written.append(cell_umap_png(out / UMAP_FILE, ad.read_h5ad(fit_dir / "embedded.h5ad"), color, seed))
+        cells = ad.read_h5ad(embedded[0]) if embedded[0].suffix == ".h5ad" else ad.read_zarr(embedded[0])
+        written.append(cell_umap_png(out / UMAP_FILE, cells, color, seed))
     elif _model_type(fit_dir) == "molecule":
         from scivae.molecules import MolVAE
 

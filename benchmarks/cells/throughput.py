@@ -33,7 +33,14 @@ second table.
 Data: ``sim20k`` / ``sim200k`` are written by ``simulate`` (20,000 / 200,000 cells x 2,000 genes, 8 cell
 types, two batches, seed 0) into ``--data-dir`` (default ``$SCIVAE_BENCH_OUT`` or ``benchmarks/out/cells``)
 when missing; ``pbmc3k`` is ``<data-dir>/pbmc3k.h5ad`` from ``prepare_data`` (2,000 seurat_v3 genes of
-the PBMC 3k shipped in ``datasets/``).
+the PBMC 3k shipped in ``datasets/``) and ``pbmc3k_all`` the same cells with all 16,634 genes.
+
+Whole fits: each run also times the whole ``fit`` call from the model's construction (scvi-tools:
+``setup_anndata``, the model, ``train``; scivae: ``CellVAE``, ``fit``) to its return, the packages imported
+before the clock starts. With ``--validation on`` (the default) both tools validate every epoch: scvi-tools is
+given ``check_val_every_n_epoch=1`` (it validates only for early stopping otherwise), scivae validates as it
+always does and computes its collapse diagnostics. The whole-fit speed-up is scvi-tools' time over scivae's,
+per alternating pair.
 """
 
 from __future__ import annotations
@@ -125,10 +132,16 @@ def worker(args: argparse.Namespace) -> dict:
     limit = {}
     if args.max_minutes:  # scivae takes minutes, scvi-tools passes it to Lightning
         limit["max_time"] = args.max_minutes if args.worker == "scivae" else timedelta(minutes=args.max_minutes)
-    t0 = time.perf_counter()
+    if args.validation == "on" and args.worker == "scvi":  # scvi-tools validates only for early stopping otherwise
+        limit["check_val_every_n_epoch"] = 1
+    # the packages are imported before the clock starts: the whole-fit time is set-up + fit, not imports
     if args.worker == "scvi":
         import scvi
-
+    else:
+        import scivae
+    extra: dict = {}  # what one tool reports beside the common figures
+    t0 = time.perf_counter()
+    if args.worker == "scvi":
         scvi.settings.seed = args.seed
         scvi.settings.num_threads = args.threads
         scvi.model.SCVI.setup_anndata(train, batch_key=batch_key)
@@ -148,11 +161,14 @@ def worker(args: argparse.Namespace) -> dict:
         fit_s = time.perf_counter() - t0
         torch.manual_seed(args.seed)
         elbo = model.get_elbo(test, return_mean=False).cpu().numpy()
+        if args.marginal_ll:
+            t1 = time.perf_counter()
+            n = args.marginal_ll
+            marginal = model.get_marginal_ll(test, n_mc_samples=n, return_mean=False, n_mc_samples_per_pass=n)
+            marginal_s, marginal = time.perf_counter() - t1, marginal.cpu().numpy()
         version = scvi.__version__
         allocator = "env" if os.environ.get("MALLOC_TRIM_THRESHOLD_") else "default"
     else:
-        import scivae
-
         model = scivae.CellVAE(train, batch_key=batch_key, likelihood="nb", **ARCHITECTURE)
         model.fit(
             max_epochs=args.epochs,
@@ -168,9 +184,21 @@ def worker(args: argparse.Namespace) -> dict:
         fit_s = time.perf_counter() - t0
         assert model.fit_result is not None and model.fit_result.metrics["kl_warmup_steps"] == warmup
         elbo = model.get_elbo(test, seed=args.seed)
+        if args.marginal_ll:
+            t1 = time.perf_counter()
+            marginal = model.get_marginal_ll(test, n_samples=args.marginal_ll, seed=args.seed)
+            marginal_s = time.perf_counter() - t1
         version = scivae.__version__
         allocator = model.fit_result.metrics.get("allocator")
+        # the per-epoch collapse diagnostics' share of the training time, as the fit reports it
+        extra["diagnostics_share"] = model.fit_result.metrics.get("diagnostics_share")
     cps, cells_timed = timer.cells_per_s()
+    if args.marginal_ll:  # the IWAE bound of the test cells with the same number of samples in both tools
+        extra |= {
+            "marginal_ll_samples": args.marginal_ll,
+            "marginal_ll_s": round(marginal_s, 2),
+            "test_marginal_ll": float(np.mean(marginal)),
+        }
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before  # model set-up, fit and ELBO
     return {
         "tool": args.worker,
@@ -186,12 +214,14 @@ def worker(args: argparse.Namespace) -> dict:
         "cells_per_s": round(cps, 1),
         "cells_timed": cells_timed,
         "fit_s": round(fit_s, 2),
+        "validation": args.validation,
         "test_elbo": float(np.mean(elbo)),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "minor_page_faults": faults,
         "allocator": allocator,
         "data_mb": round(data_mb, 1),
         "loadavg_end": os.getloadavg()[0],
+        **extra,
     }
 
 
@@ -226,11 +256,21 @@ def ensure_data(name: str, data_dir: Path) -> Path:
 
 
 def _run(
-    tool: str, python: str, data: Path, batch_size: int, epochs: int, threads: int, seed: int, max_minutes=None
+    tool: str,
+    python: str,
+    data: Path,
+    batch_size: int,
+    epochs: int,
+    threads: int,
+    seed: int,
+    max_minutes=None,
+    validation: str = "on",
+    marginal_ll: int = 0,
 ) -> dict:
     env = child_env(threads, VARIANT_ENV.get(tool))
     cmd = [python, "-m", "benchmarks.cells.throughput", "--worker", tool.split("-")[0], "--data", str(data)]
     cmd += ["--batch-size", str(batch_size), "--epochs", str(epochs), "--threads", str(threads), "--seed", str(seed)]
+    cmd += ["--validation", validation, "--marginal-ll", str(marginal_ll)]
     if max_minutes:
         cmd += ["--max-minutes", str(max_minutes)]
     load = os.getloadavg()[0]
@@ -262,6 +302,22 @@ def summarise(rows: list[dict]) -> list[dict]:
                 s[f"{t}_test_elbo"] = _median([r["test_elbo"] for r in rs])
                 s[f"{t}_peak_rss_mb"] = max(r["peak_rss_mb"] for r in rs)
                 s["data_mb"] = rs[0].get("data_mb")
+        scvi_fits = {r["rep"]: r["fit_s"] for r in by_tool["scvi"]}
+        whole = [scvi_fits[r["rep"]] / r["fit_s"] for r in by_tool["scivae"] if r["rep"] in scvi_fits]
+        scvi_ll = {r["rep"]: r["marginal_ll_s"] for r in by_tool["scvi"] if "marginal_ll_s" in r}
+        ll = [scvi_ll[r["rep"]] / r["marginal_ll_s"] for r in by_tool["scivae"] if r["rep"] in scvi_ll]
+        if ll:  # the IWAE bound of the test cells: scvi-tools s / scivae s
+            s["marginal_ll_ratio_median"], s["marginal_ll_ratio_min"], s["marginal_ll_ratio_max"] = (
+                _median(ll),
+                min(ll),
+                max(ll),
+            )
+            s["scivae_marginal_ll_s"] = _median([r["marginal_ll_s"] for r in by_tool["scivae"]])
+            s["scvi_marginal_ll_s"] = _median(list(scvi_ll.values()))
+        if whole:  # the whole fit call (set-up, training, validation, diagnostics, report): scvi-tools s / scivae s
+            s["fit_ratio_median"], s["fit_ratio_min"], s["fit_ratio_max"] = _median(whole), min(whole), max(whole)
+            s["scivae_fit_s"] = _median([r["fit_s"] for r in by_tool["scivae"]])
+            s["scvi_fit_s"] = _median(list(scvi_fits.values()))
         for num, den in RATIOS:
             pairs = {r["rep"]: r for r in by_tool[den]}
             ratios = [a["cells_per_s"] / pairs[a["rep"]]["cells_per_s"] for a in by_tool[num] if a["rep"] in pairs]
@@ -276,18 +332,25 @@ def summarise(rows: list[dict]) -> list[dict]:
 def print_table(summary: list[dict]) -> None:
     print(
         "| data | batch | threads | scivae cells/s | scvi-tools cells/s | ratio (median, range) "
+        "| whole fit s scivae / scvi | whole-fit speed-up (median, range) "
         "| test ELBO scivae / scvi | peak RSS MB scivae / scvi (CSR read, MB) |"
     )
-    print("|---|---:|---:|---:|---:|---|---|---|")
+    print("|---|---:|---:|---:|---:|---|---|---|---|---|")
     for s in summary:
         ratio = (
             f"{s['ratio_median']:.2f} ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}, {s['ratio_pairs']} pairs)"
             if "ratio_median" in s
             else "-"
         )
+        whole = (
+            f"{s['scivae_fit_s']:.1f} / {s['scvi_fit_s']:.1f} | {s['fit_ratio_median']:.2f} "
+            f"({s['fit_ratio_min']:.2f}-{s['fit_ratio_max']:.2f})"
+            if "fit_ratio_median" in s
+            else "- | -"
+        )
         print(
             f"| {s['data']} | {s['batch_size']} | {s['threads']} | {s.get('scivae_cells_per_s', float('nan')):.0f} "
-            f"| {s.get('scvi_cells_per_s', float('nan')):.0f} | {ratio} "
+            f"| {s.get('scvi_cells_per_s', float('nan')):.0f} | {ratio} | {whole} "
             f"| {s.get('scivae_test_elbo', float('nan')):.2f} / {s.get('scvi_test_elbo', float('nan')):.2f} "
             f"| {s.get('scivae_peak_rss_mb', float('nan')):.0f} / {s.get('scvi_peak_rss_mb', float('nan')):.0f} "
             f"({s.get('data_mb') or float('nan'):.0f}) |"
@@ -339,6 +402,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads (several: each in turn)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--marginal-ll",
+        type=int,
+        default=0,
+        help="also time the importance-sampled log p(x) of the test cells with this many samples (0: not)",
+    )
+    ap.add_argument(
+        "--validation",
+        choices=("on", "off"),
+        default="on",
+        help="on: both tools validate every epoch (scvi-tools' check_val_every_n_epoch=1); off: scvi-tools' default "
+        "(no validation without early stopping; scivae still validates, as it always does)",
+    )
+    ap.add_argument(
         "--tools",
         nargs="+",
         default=["scvi", "scivae"],
@@ -375,7 +451,18 @@ def main(argv: list[str] | None = None) -> int:
                 runs = [(t, n) for n in args.threads for t in tools]
                 for tool, threads in runs if rep % 2 == 0 else runs[::-1]:
                     python = args.scvi_python if tool.split("-")[0] == "scvi" else sys.executable
-                    row = _run(tool, python, data, bs, epochs, threads, args.seed + rep, args.max_minutes)
+                    row = _run(
+                        tool,
+                        python,
+                        data,
+                        bs,
+                        epochs,
+                        threads,
+                        args.seed + rep,
+                        args.max_minutes,
+                        args.validation,
+                        args.marginal_ll,
+                    )
                     row["rep"] = rep
                     rows.append(row)
                     _save(out, cpu, rows, summarise(rows))  # after every run: an interrupted set keeps its runs
@@ -389,6 +476,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(summary)
     print_variant_ratios(summary)
+    for s in summary:
+        if "marginal_ll_ratio_median" in s:
+            print(
+                f"importance-sampled log p(x) of the test cells, {s['data']} batch {s['batch_size']}: scivae "
+                f"{s['scivae_marginal_ll_s']:.1f} s, scvi-tools {s['scvi_marginal_ll_s']:.1f} s, speed-up "
+                f"{s['marginal_ll_ratio_median']:.2f} "
+                f"({s['marginal_ll_ratio_min']:.2f}-{s['marginal_ll_ratio_max']:.2f})"
+            )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     _save(out, cpu, rows, summary)
     print(f"raw figures: {out}")

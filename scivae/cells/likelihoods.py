@@ -113,18 +113,54 @@ def _lgamma_ratio_table(values: Tensor, cols: Tensor, theta: Tensor, max_count: 
     return term
 
 
+def nb_count_terms(
+    x: Tensor,
+    log_theta: Tensor,
+    nz: tuple[Tensor, Tensor, Tensor] | None = None,
+    log_factorial: Tensor | None = None,
+) -> Tensor:
+    """``sum_g lgamma(x + theta) - lgamma(theta) - lgamma(x + 1)`` per row, ``(B,)``: the part of the row-summed
+    log NB that does not depend on the mean (float64 sums, returned as float64).
+
+    It vanishes at zero counts, so it is evaluated on the non-zero entries only (``nz``, or found here). A model
+    that evaluates many means for the same counts (importance sampling) computes it once and hands it to
+    :func:`nb_log_likelihood` as ``count_terms``. Arguments as in :func:`nb_log_likelihood`.
+    """
+    if nz is None:
+        rows, cols = x.nonzero(as_tuple=True)
+        values = x[rows, cols]
+    else:
+        rows, cols, values = nz
+    theta = log_theta.exp()
+    per_gene = log_theta.dim() == 1 or (log_theta.dim() == 2 and log_theta.shape[0] == 1)
+    vd = values.double()
+    if per_gene and x.device.type == "cpu" and _counts(values):
+        term = _lgamma_ratio_table(vd, cols, theta.reshape(-1).double())
+    elif per_gene:
+        theta_d = theta.reshape(-1).double()
+        term = torch.lgamma(vd + theta_d[cols]) - torch.lgamma(theta_d)[cols]
+    else:
+        th = theta.expand_as(x)[rows, cols].double()
+        term = torch.lgamma(vd + th) - torch.lgamma(th)
+    if log_factorial is None:
+        term = term - torch.lgamma(vd + 1.0)
+    out = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device).index_add_(0, rows, term)
+    return out if log_factorial is None else out - log_factorial.double()
+
+
 def nb_log_likelihood(
     x: Tensor,
     log_mu: Tensor,
     log_theta: Tensor,
     nz: tuple[Tensor, Tensor, Tensor] | None = None,
     log_factorial: Tensor | None = None,
+    count_terms: Tensor | None = None,
 ) -> Tensor:
     """log NB summed over the last axis: one value per row, ``(B,)`` (the same as ``nb_log_prob(...).sum(-1)``).
 
-    The terms that vanish at zero counts (the lgamma terms, in float64) are evaluated on the non-zero
-    entries only, from their coordinates ``nz = (rows, cols, values)`` when the batch carries them (see
-    :mod:`scivae.core.data.device`) or found here otherwise; with a per-gene ``log_theta`` of shape
+    The terms that vanish at zero counts (the lgamma terms, in float64, :func:`nb_count_terms`) are evaluated on
+    the non-zero entries only, from their coordinates ``nz = (rows, cols, values)`` when the batch carries them
+    (see :mod:`scivae.core.data.device`) or found here otherwise; with a per-gene ``log_theta`` of shape
     ``(n_genes,)`` its lgamma is taken once per gene. ``log_factorial`` is the per-row sum of
     ``lgamma(x + 1)`` when it is known (a constant of the data). The dense part uses
     ``-theta * softplus(d) + x * logsigmoid(d) = x * (d - softplus(d)) - theta * softplus(d)`` with a
@@ -142,31 +178,25 @@ def nb_log_likelihood(
         Batch row, column and value of every non-zero count of ``x``.
     log_factorial
         ``sum_g lgamma(x_bg + 1)`` per row, ``(B,)``.
+    count_terms
+        :func:`nb_count_terms` of the same ``x``, ``log_theta`` and ``log_factorial``, when already computed
+        (no gradient flows into ``log_theta`` through them then).
     """
     if nz is None and x.device.type != "cpu":
-        return nb_log_prob(x, log_mu, log_theta).sum(-1)  # dense: no host sync to find the non-zeros
+        dense = nb_log_prob(x, log_mu, log_theta)  # dense: no host sync to find the non-zeros
+        if count_terms is None:
+            return dense.sum(-1)
+        return (-log_theta.exp() * F.softplus(log_mu - log_theta) + x * F.logsigmoid(log_mu - log_theta)).sum(
+            -1
+        ) + count_terms.to(log_mu.dtype)
     if nz is None:
         rows, cols = x.nonzero(as_tuple=True)
-        values = x[rows, cols]
-    else:
-        rows, cols, values = nz
+        nz = (rows, cols, x[rows, cols])
+    rows, cols, values = nz
     out = _NBRows.apply(log_mu, log_theta, x, rows, rows * x.shape[-1] + cols, values.to(log_mu.dtype))
-    theta = log_theta.exp()
-    per_gene = log_theta.dim() == 1 or (log_theta.dim() == 2 and log_theta.shape[0] == 1)
-    vd = values.double()
-    if per_gene and x.device.type == "cpu" and _counts(values):
-        term = _lgamma_ratio_table(vd, cols, theta.reshape(-1).double())
-    elif per_gene:
-        theta_d = theta.reshape(-1).double()
-        term = torch.lgamma(vd + theta_d[cols]) - torch.lgamma(theta_d)[cols]
-    else:
-        th = theta.expand_as(x)[rows, cols].double()
-        term = torch.lgamma(vd + th) - torch.lgamma(th)
-    if log_factorial is None:
-        term = term - torch.lgamma(vd + 1.0)
-    lgamma_rows = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device).index_add_(0, rows, term)
-    out = out + lgamma_rows.to(out.dtype)
-    return out if log_factorial is None else out - log_factorial.to(out.dtype)
+    if count_terms is None:
+        count_terms = nb_count_terms(x, log_theta, nz, log_factorial)
+    return out + count_terms.to(out.dtype)
 
 
 def zinb_log_prob(x: Tensor, log_mu: Tensor, log_theta: Tensor, zi_logits: Tensor) -> Tensor:
@@ -213,10 +243,14 @@ class NegativeBinomial:
         return nb_log_prob(x, self.log_mu, self.log_theta)
 
     def log_prob_rows(
-        self, x: Tensor, nz: tuple[Tensor, Tensor, Tensor] | None = None, log_factorial: Tensor | None = None
+        self,
+        x: Tensor,
+        nz: tuple[Tensor, Tensor, Tensor] | None = None,
+        log_factorial: Tensor | None = None,
+        count_terms: Tensor | None = None,
     ) -> Tensor:
         """``log_prob(x).sum(-1)`` computed faster (see :func:`nb_log_likelihood`)."""
-        return nb_log_likelihood(x, self.log_mu, self._log_theta, nz, log_factorial)
+        return nb_log_likelihood(x, self.log_mu, self._log_theta, nz, log_factorial, count_terms)
 
     @torch.no_grad()
     def sample(self) -> Tensor:
@@ -248,9 +282,13 @@ class ZeroInflatedNegativeBinomial(NegativeBinomial):
         return zinb_log_prob(x, self.log_mu, self.log_theta, self.zi_logits)
 
     def log_prob_rows(
-        self, x: Tensor, nz: tuple[Tensor, Tensor, Tensor] | None = None, log_factorial: Tensor | None = None
+        self,
+        x: Tensor,
+        nz: tuple[Tensor, Tensor, Tensor] | None = None,
+        log_factorial: Tensor | None = None,
+        count_terms: Tensor | None = None,
     ) -> Tensor:
-        return self.log_prob(x).sum(-1)
+        return self.log_prob(x).sum(-1)  # the NB terms of the zero-inflated mixture are not separable
 
     @torch.no_grad()
     def sample(self) -> Tensor:
@@ -277,7 +315,11 @@ class Poisson:
         return poisson_log_prob(x, self.log_mu)
 
     def log_prob_rows(
-        self, x: Tensor, nz: tuple[Tensor, Tensor, Tensor] | None = None, log_factorial: Tensor | None = None
+        self,
+        x: Tensor,
+        nz: tuple[Tensor, Tensor, Tensor] | None = None,
+        log_factorial: Tensor | None = None,
+        count_terms: Tensor | None = None,
     ) -> Tensor:
         if log_factorial is None:
             return self.log_prob(x).sum(-1)

@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scivae.cells.labels import CLASSIFICATION_RATIO, LABELS, LabelClassifier, classification_loss
-from scivae.cells.likelihoods import LIKELIHOODS, NegativeBinomial, Poisson, ZeroInflatedNegativeBinomial
+from scivae.cells.likelihoods import (
+    LIKELIHOODS,
+    NegativeBinomial,
+    Poisson,
+    ZeroInflatedNegativeBinomial,
+    nb_count_terms,
+)
 from scivae.core import Batch, GaussianHead, GaussianPosterior, KLConfig, LossOutput, VAEModule
 from scivae.core.data.device import LOG_FACTORIAL, NZ_COLS, NZ_ROWS, NZ_VALUES
 from scivae.core.options import positive_float, positive_int
@@ -35,6 +41,8 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _QL_MU, _QL_LOGVAR = "_ql_mu", "_ql_logvar"
 # Key under which inference() leaves the posterior mean of z (with gradients) for the label classifier's loss.
 _QZ_MU = "_qz_mu"
+# Key of the NB count terms that importance_constants() computes once for the samples of iwae().
+_COUNT_TERMS = "_nb_count_terms"
 
 
 def _one_hot(codes: Tensor, n: int) -> Tensor:
@@ -242,6 +250,11 @@ class CellVAEModule(VAEModule):
         h = self.decoder(z, self.covariates(batch))
         return h, F.log_softmax(self.scale_head(h), dim=-1)
 
+    def expression_fractions(self, z: Tensor, batch: Batch) -> Tensor:
+        """The decoder's expression fractions ``softmax`` (rows sum to 1), ``(B, n_genes)``: one pass fewer over
+        the genes than ``decode(...)[1].exp()``."""
+        return F.softmax(self.scale_head(self.decoder(z, self.covariates(batch))), dim=-1)
+
     def generative(self, z: Tensor, batch: Batch, log_library: Tensor | None = None):
         """p(x | z, covariates, library) as a count distribution.
 
@@ -257,6 +270,13 @@ class CellVAEModule(VAEModule):
         log_mu = log_scale + log_library
         if self.likelihood == "poisson":
             return Poisson(log_mu)
+        log_theta = self._log_theta(batch, h)
+        if self.likelihood == "zinb":
+            return ZeroInflatedNegativeBinomial(log_mu, log_theta, self.zi_head(h))
+        return NegativeBinomial(log_mu, log_theta)
+
+    def _log_theta(self, batch: Batch, h: Tensor | None) -> Tensor:
+        """The NB log inverse dispersion of the batch's cells (``h``: decoder features, for ``"gene-cell"``)."""
         if self.dispersion == "gene":
             log_theta = self.log_theta
         elif self.dispersion == "gene-batch":
@@ -264,18 +284,31 @@ class CellVAEModule(VAEModule):
         else:
             log_theta = self.theta_head(h)
         # Bounded so that one bad step cannot drive theta to 0 or inf (exp overflow, lgamma(0) = inf).
-        log_theta = log_theta.clamp(-12.0, 18.0)
-        if self.likelihood == "zinb":
-            return ZeroInflatedNegativeBinomial(log_mu, log_theta, self.zi_head(h))
-        return NegativeBinomial(log_mu, log_theta)
+        return log_theta.clamp(-12.0, 18.0)
 
     @staticmethod
-    def _rows_log_prob(dist, batch: Batch) -> Tensor:
-        """``dist.log_prob(x).sum(-1)``, from the non-zero entries the device data path hands over if any."""
-        nz = None
+    def _nonzeros(batch: Batch) -> tuple[Tensor, Tensor, Tensor] | None:
+        """The non-zero entries the device data path hands over with the batch, if any."""
         if "x" + NZ_ROWS in batch:
-            nz = (batch["x" + NZ_ROWS], batch["x" + NZ_COLS], batch["x" + NZ_VALUES])
-        return dist.log_prob_rows(batch["x"], nz, batch.get("x" + LOG_FACTORIAL))
+            return batch["x" + NZ_ROWS], batch["x" + NZ_COLS], batch["x" + NZ_VALUES]
+        return None
+
+    @classmethod
+    def _rows_log_prob(cls, dist, batch: Batch) -> Tensor:
+        """``dist.log_prob(x).sum(-1)``, from the non-zero entries the device data path hands over if any."""
+        return dist.log_prob_rows(
+            batch["x"], cls._nonzeros(batch), batch.get("x" + LOG_FACTORIAL), batch.get(_COUNT_TERMS)
+        )
+
+    def importance_constants(self, batch: Batch) -> Batch:
+        """The batch with the NB's count terms (:func:`~scivae.cells.likelihoods.nb_count_terms`) computed once:
+        they depend on the counts and the dispersion, not on z, so the samples of :meth:`iwae` share them."""
+        if self.likelihood != "nb" or self.dispersion == "gene-cell":
+            return batch
+        terms = nb_count_terms(
+            batch["x"], self._log_theta(batch, None), self._nonzeros(batch), batch.get("x" + LOG_FACTORIAL)
+        )
+        return {**batch, _COUNT_TERMS: terms}
 
     def log_likelihood(self, batch: Batch, z: Tensor) -> Tensor:
         """log p(x | z, covariates, library) summed over genes, ``(B,)``."""

@@ -1,20 +1,26 @@
-"""Out-of-core cells: stream the counts of an on-disk ``.h5ad`` in contiguous chunks, with flat memory.
+"""Out-of-core cells: stream the counts of an on-disk ``.h5ad`` or AnnData ``.zarr`` store in contiguous chunks,
+with flat memory.
 
 Only ``indptr`` (8 bytes per cell), the covariate codes and a few per-cell statistics stay in memory; counts
-are read a chunk of rows at a time straight from the HDF5 file, which is opened read-only and never written.
+are read a chunk of rows at a time straight from the HDF5 file or the Zarr store (v2 or v3, sharded or not),
+which is opened read-only and never written. Both hold AnnData's on-disk format (the same groups, arrays and
+encoding attributes), so one reader serves both: h5py datasets and zarr arrays slice alike, and ``obs``/``var``
+columns are decoded by anndata's own :func:`anndata.io.read_elem`.
 
 - :class:`BackedCounts`: one count matrix on disk (``X``, ``raw/X`` or a layer), CSR or dense, by row range.
 - :func:`prepare_backed` / :func:`align_backed`: what :func:`scivae.cells.data.prepare` / ``align`` do
   (count checks, undetected genes, seurat_v3 genes, empty cells, covariates) in passes over the chunks.
 - :class:`BackedCellData`: the chunked source that :class:`scivae.core.data.streaming.StreamingDataModule`
   streams training batches from.
-- :func:`write_with_latent`: a copy of the input file plus ``obsm[key]`` and ``uns``, without loading X.
+- :func:`write_with_latent`: a copy of the input file (or store) plus ``obsm[key]`` and ``uns``, without loading X.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import os
 import shutil
 import warnings
 from collections.abc import Iterator, Sequence
@@ -29,7 +35,7 @@ import pandas as pd
 import scipy.sparse as sp
 from torch import Tensor
 
-from scivae._atomic import atomic_path
+from scivae._atomic import atomic_dir, atomic_path
 from scivae.cells.data import CovariateEncoder, _layer_hint, count_problem, trained_cells, unique_gene_names
 from scivae.core.data.arrays import split_indices
 from scivae.core.data.sparse import indices_problem, indptr_problem
@@ -37,7 +43,7 @@ from scivae.core.data.streaming import stack_blocks, take_block, to_tensors
 from scivae.core.options import positive_int
 from scivae.errors import ScivaeInputError
 
-#: Rows per contiguous read (one HDF5 slice of ``data``/``indices``).
+#: Rows per contiguous read (one HDF5 or Zarr slice of ``data``/``indices``).
 CHUNK_ROWS = 2048
 
 
@@ -45,13 +51,66 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _NO_SPACE_TEXT = ("errno = 28", "errno = 122", "No space left", "Disk quota")
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The two stores: an .h5ad (HDF5) file and an AnnData .zarr store
+# ----------------------------------------------------------------------------------------------------------
+
+
+def is_zarr_store(path: str | Path) -> bool:
+    """Whether ``path`` is a Zarr store on disk: a folder with a v3 ``zarr.json`` or a v2 ``.zgroup``."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).is_file() for name in ("zarr.json", ".zgroup"))
+
+
+def _open(path: Path) -> Any:
+    """The file or store read-only: an ``h5py.File``, or a ``zarr.Group`` for a ``.zarr`` folder.
+
+    A Zarr store is opened like ``anndata.read_zarr`` does (through its consolidated metadata when it has some).
+    """
+    if path.is_dir():
+        import zarr  # only Zarr input pays for the import
+
+        return zarr.open_group(path, mode="r")
+    return h5py.File(path, "r")
+
+
+def _close(store: Any) -> None:
+    if isinstance(store, h5py.File):
+        store.close()  # a zarr group holds no open handle
+
+
+def _is_array(node: Any) -> bool:
+    """Whether a node of the store is an array (a dense matrix) rather than a group (an encoded element)."""
+    if isinstance(node, h5py.Dataset):
+        return True
+    if isinstance(node, h5py.Group):
+        return False
+    import zarr
+
+    return isinstance(node, zarr.Array)
+
+
+def _kind(path: Path) -> str:
+    return "store" if path.is_dir() else "file"
+
+
+def _is_zarr_error(e: BaseException) -> bool:
+    # zarr's "no group/array here" errors are FileNotFoundErrors too, but they mean a damaged store, not a missing one
+    return type(e).__module__.startswith("zarr")
+
+
 @contextlib.contextmanager
 def _readable(path: Path, what: str = "") -> Iterator[None]:
-    """Errors of h5py and anndata on a damaged file (an ``OSError`` or ``RuntimeError`` of HDF5, a missing key, a
-    wrong type) as one line naming the file; a missing file, no permission and no memory pass on as they are."""
+    """Errors of h5py, zarr and anndata on a damaged file or store (an ``OSError`` or ``RuntimeError`` of HDF5, a
+    missing key or node, a wrong type) as one line naming it; a missing file, no permission and no memory pass on
+    as they are."""
     try:
         yield
-    except (ScivaeInputError, MemoryError, FileNotFoundError, PermissionError):
+    except (ScivaeInputError, MemoryError, PermissionError):
+        raise
+    except FileNotFoundError as e:
+        if _is_zarr_error(e):
+            raise _damaged(path, what, e) from None
         raise
     except OSError as e:
         if getattr(e, "errno", None) in _NO_SPACE or any(t in str(e) for t in _NO_SPACE_TEXT):
@@ -63,16 +122,20 @@ def _readable(path: Path, what: str = "") -> Iterator[None]:
 
 def _damaged(path: Path, what: str, e: BaseException) -> ScivaeInputError:
     first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+    kind = (
+        "the store is damaged or not an AnnData .zarr store" if path.is_dir() else "the file is damaged or not an .h5ad"
+    )
     return ScivaeInputError(
-        f"cannot read {path}{what} ({type(e).__name__}: {first}): the file is damaged or not an .h5ad; check "
-        "that it is complete, or write it again from the original data"
+        f"cannot read {path}{what} ({type(e).__name__}: {first}): {kind}; check that it is complete, or write it "
+        "again from the original data"
     )
 
 
 def _rewrite_hint(path: Path, key: str) -> str:
+    fmt = "zarr" if path.is_dir() else "h5ad"
     return (
-        f"rewrite it as CSR, e.g. in Python: a = anndata.read_h5ad('{path}'); a.{_attr(key)} = "
-        f"a.{_attr(key)}.tocsr(); a.write_h5ad('{path.stem}.csr.h5ad'), or fit in memory (without {{backed}})"
+        f"rewrite it as CSR, e.g. in Python: a = anndata.read_{fmt}('{path}'); a.{_attr(key)} = "
+        f"a.{_attr(key)}.tocsr(); a.write_{fmt}('{path.stem}.csr.{fmt}'), or fit in memory (without {{backed}})"
     )
 
 
@@ -83,25 +146,28 @@ def _attr(key: str) -> str:
 
 
 class BackedCounts:
-    """One count matrix of an ``.h5ad`` file read by row ranges (CSR or dense; CSC is refused).
+    """One count matrix of an ``.h5ad`` file or AnnData ``.zarr`` store read by row ranges (CSR or dense; CSC is
+    refused).
 
     Parameters
     ----------
     path
-        The ``.h5ad`` file; opened read-only.
+        The ``.h5ad`` file or ``.zarr`` store (Zarr v2 or v3, sharded or not); opened read-only.
     key
         ``"X"``, ``"raw/X"`` or ``"layers/NAME"``.
     """
 
     def __init__(self, path: str | Path, key: str = "X") -> None:
         self.path, self.key = Path(path), key
-        self._file = h5py.File(self.path, "r")
-        if key not in self._file:
-            raise ScivaeInputError(f"{path} has no {key}: {_layer_hint('X')}")
-        node = self._file[key]
-        if isinstance(node, h5py.Dataset):
+        with _readable(self.path):
+            self._file = _open(self.path)
+            if key not in self._file:
+                raise ScivaeInputError(f"{path} has no {key}: {_layer_hint('X')}")
+            node = self._file[key]
+        kind = _kind(self.path)
+        if _is_array(node):
             if node.ndim != 2:
-                raise ScivaeInputError(f"{path}: {key} is not a 2-d matrix: pass a cells x genes .h5ad")
+                raise ScivaeInputError(f"{path}: {key} is not a 2-d matrix: pass a cells x genes AnnData")
             self.dense, self._x, self.shape = True, node, tuple(int(s) for s in node.shape)
             return
         encoding = node.attrs.get("encoding-type", "")
@@ -116,13 +182,16 @@ class BackedCounts:
             )
         self.dense = False
         try:
-            self.shape = tuple(int(s) for s in node.attrs["shape"])
-            self.indptr = node["indptr"][:].astype(np.int64)
-            self._data, self._indices = node["data"], node["indices"]
-        except (KeyError, TypeError, ValueError) as e:
+            with _readable(self.path, f" ({key})"):  # a chunk that does not decompress: one line, as a damaged file
+                self.shape = tuple(int(s) for s in node.attrs["shape"])
+                self.indptr = node["indptr"][:].astype(np.int64)
+                self._data, self._indices = node["data"], node["indices"]
+        except ScivaeInputError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:  # zarr's missing-node errors are KeyErrors or ValueErrors
             raise ScivaeInputError(
-                f"{path}: {key} is not a complete sparse matrix ({type(e).__name__}): the file is corrupt; write it "
-                "again from the original data"
+                f"{path}: {key} is not a complete sparse matrix ({type(e).__name__}): the {kind} is corrupt; write "
+                "it again from the original data"
             ) from None
         # indptr once here (scipy trusts it: a pointer past the data reads out of bounds); indices chunk by chunk
         problem = (f"shape {self.shape} is not 2-d" if len(self.shape) != 2 else None) or indptr_problem(
@@ -130,8 +199,8 @@ class BackedCounts:
         )
         if problem is not None:
             raise ScivaeInputError(
-                f"{path}: {key} has a damaged sparse structure ({problem}): the file is corrupt; write it again from "
-                "the original data"
+                f"{path}: {key} has a damaged sparse structure ({problem}): the {kind} is corrupt; write it again "
+                "from the original data"
             )
 
     @property
@@ -157,7 +226,7 @@ class BackedCounts:
             if problem is not None:
                 raise ScivaeInputError(
                     f"{self.path}: {self.key} has a damaged sparse structure ({problem}, rows {start}-{stop - 1}): "
-                    "the file is corrupt; write it again from the original data"
+                    f"the {_kind(self.path)} is corrupt; write it again from the original data"
                 )
             block = sp.csr_matrix(
                 (self._data[lo:hi], indices, self.indptr[start : stop + 1] - lo), shape=(stop - start, self.shape[1])
@@ -170,7 +239,7 @@ class BackedCounts:
             yield start, min(start + chunk_rows, self.n_obs)
 
     def close(self) -> None:
-        self._file.close()
+        _close(self._file)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -297,7 +366,7 @@ def highly_variable_streamed(
 
 
 def _read_obs(
-    file: h5py.File, batch_key: str | None, categorical_keys: Sequence[str], continuous_keys: Sequence[str]
+    file: Any, batch_key: str | None, categorical_keys: Sequence[str], continuous_keys: Sequence[str]
 ) -> pd.DataFrame:
     """Only the ``obs`` columns the covariates need (a large file's cell names would cost more than ``indptr``)."""
     obs = file["obs"]
@@ -310,7 +379,7 @@ def _read_obs(
     return frame
 
 
-def _gene_names(file: h5py.File, key: str) -> pd.Index:
+def _gene_names(file: Any, key: str) -> pd.Index:
     var = file["raw/var" if key == "raw/X" else "var"]
     return pd.Index(ad.io.read_elem(var[var.attrs.get("_index", "_index")])).astype(str)
 
@@ -396,7 +465,7 @@ class _RowsSource:
         return self.data.batches(batch_size, self.rows)
 
 
-def _source(file: h5py.File, path: Path, layer: str | None) -> tuple[BackedCounts, _Scan | None, str]:
+def _source(file: Any, path: Path, layer: str | None) -> tuple[BackedCounts, _Scan | None, str]:
     """The counts to use (layer, else raw if it holds counts, else X), with the first pass if it was done."""
     if layer is not None:
         if f"layers/{layer}" not in file:
@@ -418,20 +487,29 @@ def _source(file: h5py.File, path: Path, layer: str | None) -> tuple[BackedCount
 
 
 def backed_path(adata: Any) -> Path:
-    """The ``.h5ad`` file behind ``adata``: a path, or an AnnData opened with ``backed='r'``."""
+    """The ``.h5ad`` file or ``.zarr`` store behind ``adata``: a path, or an AnnData opened with ``backed='r'``."""
     if isinstance(adata, (str, Path)):
         path = Path(adata)
         if not path.exists():
-            raise ScivaeInputError(f"{path} does not exist: pass an existing .h5ad file")
+            raise ScivaeInputError(f"{path} does not exist: pass an existing .h5ad file or .zarr store")
     elif isinstance(adata, ad.AnnData) and adata.isbacked:
         path = Path(adata.filename)
     else:
         raise ScivaeInputError(
-            "backed=True streams a file: pass its path or anndata.read_h5ad(path, backed='r'), "
-            "or leave backed out for an AnnData in memory"
+            "backed=True streams a file: pass its path (an .h5ad file or a .zarr store) or "
+            "anndata.read_h5ad(path, backed='r'), or leave backed out for an AnnData in memory"
         )
+    if path.is_dir():
+        if path.suffix.lower() != ".zarr" or not is_zarr_store(path):
+            raise ScivaeInputError(
+                f"{path} is a folder but not a Zarr store (no zarr.json or .zgroup): {{backed}} streams .h5ad files "
+                "and AnnData .zarr stores (anndata's write_zarr); read other folders in memory"
+            )
+        return path
     if path.suffix.lower() != ".h5ad" or not h5py.is_hdf5(path):
-        raise ScivaeInputError(f"{path} is not an .h5ad (HDF5) file: {{backed}} streams .h5ad files only")
+        raise ScivaeInputError(
+            f"{path} is not an .h5ad (HDF5) file or a .zarr store: {{backed}} streams .h5ad files and .zarr stores only"
+        )
     return path
 
 
@@ -445,7 +523,8 @@ def prepare_backed(
     n_top_genes: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[BackedCellData, list[str], CovariateEncoder, str]:
-    """:func:`scivae.cells.data.prepare` for a file on disk, in passes over its chunks (X is never loaded).
+    """:func:`scivae.cells.data.prepare` for an ``.h5ad`` file or ``.zarr`` store on disk, in passes over its
+    chunks (X is never loaded).
 
     Same checks, filters, gene selection and summary as the in-memory path; only the training arrays differ
     (a :class:`BackedCellData` that reads the counts when asked).
@@ -454,7 +533,7 @@ def prepare_backed(
     if n_top_genes is not None:
         positive_int(n_top_genes, "n_top_genes")
     with _readable(path):
-        file = h5py.File(path, "r")
+        file = _open(path)
     try:
         with _readable(path):
             obs = (
@@ -466,7 +545,7 @@ def prepare_backed(
             counts, scan, source = _source(file, path, layer)
             genes = _gene_names(file, counts.key)
     finally:
-        file.close()
+        _close(file)
     n_cells, n_genes_in = counts.shape
     if n_cells == 0 or n_genes_in == 0:
         raise ScivaeInputError(
@@ -504,10 +583,11 @@ def prepare_backed(
 def align_backed(
     adata: Any, genes: Sequence[str], encoder: CovariateEncoder, layer: str | None = None, chunk_rows: int = CHUNK_ROWS
 ) -> BackedCellData:
-    """:func:`scivae.cells.data.align` for a file on disk: new cells over the model's genes, streamed."""
+    """:func:`scivae.cells.data.align` for an ``.h5ad`` file or ``.zarr`` store: new cells over the model's genes,
+    streamed."""
     path = backed_path(adata)
     with _readable(path):
-        file = h5py.File(path, "r")
+        file = _open(path)
     try:
         with _readable(path):
             obs = (
@@ -518,7 +598,7 @@ def align_backed(
             counts, _, source = _source(file, path, layer)
             names = unique_gene_names(_gene_names(file, counts.key), warn=False)
     finally:
-        file.close()
+        _close(file)
     position = names.get_indexer(pd.Index(genes))
     missing = [g for g, p in zip(genes, position, strict=True) if p < 0]
     if missing:
@@ -543,23 +623,72 @@ def streaming_split(data: BackedCellData, validation_fraction: float, seed: int)
 # ----------------------------------------------------------------------------------------------------------
 
 
-def write_with_latent(src: str | Path, dst: str | Path, key: str, latent: np.ndarray, uns: dict[str, Any]) -> None:
-    """Write ``dst``: a copy of the ``.h5ad`` ``src`` plus ``obsm[key]`` and ``uns['scivae']``; X is not loaded.
+def embedded_suffix(src: str | Path) -> str:
+    """The suffix of :func:`write_with_latent`'s output for the input ``src``: ``.zarr`` for a Zarr store (the
+    copy keeps its format, chunks and shards), ``.h5ad`` otherwise."""
+    return ".zarr" if Path(src).is_dir() else ".h5ad"
 
-    The copy is made beside ``dst`` and renamed onto it when complete; ``src`` is only read.
+
+def _consolidated(store: Path) -> bool:
+    """Whether a Zarr store has consolidated metadata (anndata's ``write_zarr`` writes it; ``read_zarr`` uses it)."""
+    if (store / ".zmetadata").is_file():  # Zarr v2
+        return True
+    meta = store / "zarr.json"
+    return meta.is_file() and json.loads(meta.read_text()).get("consolidated_metadata") is not None
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    """The files of ``src`` copied into the existing folder ``dst`` (contents only: a read-only input must still
+    give a writable copy, so permissions are not copied)."""
+    for root, dirs, files in os.walk(src):
+        target = dst / Path(root).relative_to(src)
+        for d in dirs:
+            (target / d).mkdir(exist_ok=True)
+        for f in files:
+            shutil.copyfile(Path(root) / f, target / f)
+
+
+def _add_elems(root: Any, key: str, latent: np.ndarray, uns: dict[str, Any]) -> None:
+    """``obsm[key]`` and ``uns['scivae']`` written into the open group ``root`` with anndata's ``write_elem``."""
+    for group_name, name, value in (("obsm", key, np.asarray(latent)), ("uns", "scivae", uns)):
+        group = root.require_group(group_name)
+        if "encoding-type" not in group.attrs:
+            group.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+        if name in group:
+            del group[name]
+        ad.io.write_elem(group, name, value)
+
+
+def _write_zarr_with_latent(src: Path, dst: Path, key: str, latent: np.ndarray, uns: dict[str, Any]) -> None:
+    import zarr
+
+    with atomic_dir(dst) as tmp:
+        _copy_tree(src, tmp)
+        with _readable(src), warnings.catch_warnings():  # a damaged input gives a damaged copy
+            # anndata's notes on Zarr defaults (v3, sharding) and zarr's on v3 consolidated metadata
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"(anndata|zarr|contextlib)")
+            root = zarr.open_group(tmp, mode="r+", use_consolidated=False)  # the copy's own nodes, not the index
+            _add_elems(root, key, latent, uns)
+            if _consolidated(src):  # else read_zarr would read the old index and miss the latent
+                zarr.consolidate_metadata(tmp)
+
+
+def write_with_latent(src: str | Path, dst: str | Path, key: str, latent: np.ndarray, uns: dict[str, Any]) -> None:
+    """Write ``dst``: a copy of ``src`` plus ``obsm[key]`` and ``uns['scivae']``; X is not loaded.
+
+    ``src`` is an ``.h5ad`` file (``dst`` is then an ``.h5ad``) or a ``.zarr`` store (``dst`` is then a ``.zarr``
+    store: the same format version, chunks and shards, and consolidated metadata when ``src`` has it). The copy
+    is made beside ``dst`` and renamed onto it when complete; ``src`` is only read.
     """
+    src, dst = Path(src), Path(dst)
+    if src.is_dir():
+        if dst.suffix.lower() != ".zarr":
+            raise ScivaeInputError(
+                f"{dst}: the copy of the .zarr store {src} is a .zarr store; pass a path ending in .zarr"
+            )
+        _write_zarr_with_latent(src, dst, key, latent, uns)
+        return
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        with _readable(Path(src)), h5py.File(tmp, "r+") as f:  # a damaged input gives a damaged copy
-            obsm = f.require_group("obsm")
-            if "encoding-type" not in obsm.attrs:
-                obsm.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
-            if key in obsm:
-                del obsm[key]
-            ad.io.write_elem(obsm, key, np.asarray(latent))
-            uns_group = f.require_group("uns")
-            if "encoding-type" not in uns_group.attrs:
-                uns_group.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
-            if "scivae" in uns_group:
-                del uns_group["scivae"]
-            ad.io.write_elem(uns_group, "scivae", uns)
+        with _readable(src), h5py.File(tmp, "r+") as f:  # a damaged input gives a damaged copy
+            _add_elems(f, key, latent, uns)

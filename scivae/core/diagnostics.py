@@ -55,7 +55,7 @@ def active_units(mu: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
 
 @torch.no_grad()
 def mutual_information(
-    mu: Tensor, logvar: Tensor, *, max_items: int = MI_MAX_ITEMS, seed: int = 0, chunk: int = 512
+    mu: Tensor, logvar: Tensor, *, max_items: int = MI_MAX_ITEMS, seed: int = 0, chunk: int = 128
 ) -> float:
     """Monte-Carlo estimate of ``I(x; z)`` under the encoder, in nats (He et al. 2019).
 
@@ -74,14 +74,14 @@ def mutual_information(
     chunk
         Rows of the pairwise density matrix computed at once (memory ``chunk * N``).
     """
-    mu, logvar = mu.double(), logvar.double()
     n, d = mu.shape
     if n < 2:
         return 0.0
     g = torch.Generator(device="cpu").manual_seed(seed)
-    if n > max_items:
+    if n > max_items:  # the subset first: the float64 copies and the pairwise blocks stay at max_items
         keep = torch.randperm(n, generator=g)[:max_items].to(mu.device)
         mu, logvar, n = mu[keep], logvar[keep], max_items
+    mu, logvar = mu.double(), logvar.double()
     var = logvar.exp()
     z = mu + var.sqrt() * torch.randn(mu.shape, generator=g, dtype=mu.dtype).to(mu.device)
     inv = 1.0 / var  # (N, d)

@@ -21,16 +21,28 @@ def rank_world() -> tuple[int, int]:
 
 
 def launched_rank() -> int:
-    """0 for the first process of a launched distributed run (or a run without a launcher), > 0 for the others,
-    read before any process group exists.
+    """This process's global rank in a launched distributed run, read from the launcher's environment before any
+    process group exists: 0 for the first process (or a run without a launcher), > 0 for the others.
 
-    Lightning's DDP launcher re-runs the command in child processes (``LOCAL_RANK`` > 0), torchrun sets
-    ``RANK`` and SLURM ``SLURM_PROCID``; a command that writes outputs lets only rank 0 write them.
+    The launchers are looked for in Lightning's order (``_AcceleratorConnector``): torchrun (``RANK``, with
+    ``TORCHELASTIC_RUN_ID``), then ``srun`` (``SLURM_PROCID``; Lightning ignores SLURM in a job named ``bash`` or
+    ``interactive``), then any other ``RANK``. Otherwise Lightning launches: its DDP launcher re-runs the command
+    for the other devices of a node with ``LOCAL_RANK`` set, and with ``num_nodes`` the user starts one such command
+    per node with ``NODE_RANK`` (or ``GROUP_RANK``). The global rank is then ``NODE_RANK * processes per node +
+    LOCAL_RANK``; the processes per node are known only from ``LOCAL_WORLD_SIZE``, else ``LOCAL_RANK + 1`` stands
+    in for them, which keeps exact the one thing a writer needs: the result is 0 only on node 0's first process.
     """
-    for key in ("RANK", "SLURM_PROCID"):
-        if key in os.environ and (key != "SLURM_PROCID" or int(os.environ.get("SLURM_NTASKS", "1")) > 1):
-            return int(os.environ[key])
-    return int(os.environ.get("LOCAL_RANK", "0")) + int(os.environ.get("NODE_RANK", "0"))
+    env = os.environ
+    if "TORCHELASTIC_RUN_ID" in env and "RANK" in env:
+        return int(env["RANK"])
+    if "SLURM_NTASKS" in env and env.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        return int(env.get("SLURM_PROCID", "0"))
+    if "RANK" in env:
+        return int(env["RANK"])
+    local = int(env.get("LOCAL_RANK", "0"))
+    node = int(env.get("NODE_RANK", env.get("GROUP_RANK", "0")))
+    per_node = int(env.get("LOCAL_WORLD_SIZE", "0")) or local + 1
+    return node * per_node + local
 
 
 def is_global_zero() -> bool:

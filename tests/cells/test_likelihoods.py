@@ -248,3 +248,51 @@ def test_row_sums_run_under_bf16_autocast_and_stay_close() -> None:
         got = nb_log_likelihood(x, log_mu, log_theta, nz, log_fact.float())
     assert got.dtype == torch.float32
     np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=2e-2)
+
+
+@pytest.mark.parametrize("theta_shape", ["gene", "cell"])
+def test_count_terms_computed_once_give_the_same_row_sums(theta_shape) -> None:
+    """The count terms handed over (as the samples of the IWAE bound share them) give the row sums and the
+    gradient in the means of the elementwise NB."""
+    from scivae.cells.likelihoods import nb_count_terms, nb_log_likelihood
+
+    x, log_mu, nz, log_fact = _row_case()
+    log_theta = _t(np.random.default_rng(1).normal(1, 3, size=(40,) if theta_shape == "gene" else (6, 40)))
+    ref = nb_log_prob(x, log_mu, log_theta).sum(-1)
+    g_ref = torch.autograd.grad(ref.sum(), log_mu)[0]
+    for args in ((nz, log_fact), (None, None)):
+        terms = nb_count_terms(x, log_theta, *args)
+        got = nb_log_likelihood(x, log_mu, log_theta, *args, count_terms=terms)
+        np.testing.assert_allclose(got.detach().numpy(), ref.detach().numpy(), rtol=1e-6)
+        g_got = torch.autograd.grad(got.sum(), log_mu)[0]
+        np.testing.assert_allclose(g_got.numpy(), g_ref.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dispersion", ["gene", "gene-batch", "gene-cell"])
+def test_iwae_with_shared_count_terms_equals_the_bound_term_by_term(dispersion) -> None:
+    """The IWAE bound of the count VAE, with the count terms computed once per batch, equals the bound whose
+    every sample evaluates the whole likelihood (same draws)."""
+    import math
+
+    import scipy.sparse as sp
+
+    from scivae.cells.module import CellVAEModule
+    from scivae.core.data.device import iterate_device_batches
+    from scivae.core.module.base import standard_normal_log_prob
+
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.negative_binomial(2, 0.6, size=(30, 25)).astype(np.float32))
+    arrays = {"x": counts, "batch": np.arange(30) % 2}
+    torch.manual_seed(0)
+    module = CellVAEModule(25, n_latent=3, n_hidden=16, dispersion=dispersion, n_batches=2).eval()
+    batch = next(iter(iterate_device_batches(arrays, batch_size=30)))
+    torch.manual_seed(1)
+    got = module.iwae(dict(batch), k=7)
+    torch.manual_seed(1)
+    posterior = module.inference(batch)
+    log_w = []
+    for _ in range(7):
+        z = posterior.rsample()
+        log_w.append(module.importance_log_likelihood(batch, z) + standard_normal_log_prob(z) - posterior.log_prob(z))
+    ref = torch.logsumexp(torch.stack(log_w), 0) - math.log(7)
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-4)

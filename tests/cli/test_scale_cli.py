@@ -100,6 +100,7 @@ def test_ddp_two_processes_train_like_one(tmp_path):
         # every training cell once per epoch, summed over the two processes, as with one process
         assert (history["n_obs_train"] == 720).all() and single["n_obs_train"] == 720
         assert abs(ddp["elbo_validation"] / single["elbo_validation"] - 1) < 0.02, (ddp, single)
+        assert ddp["optimizer_steps"] == single["optimizer_steps"]  # shares of the same global batches
         # collapse diagnostics over both processes' validation cells: their KL matches the synced mean
         np.testing.assert_allclose(history["kl_total_validation"], history["kl_validation"], rtol=1e-4)
         embedded = ad.read_h5ad(out / "embedded.h5ad")

@@ -25,7 +25,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from scivae.core.data.arrays import ArrayDataModule, ArrayLike, _n_rows, iterate_batches
+from scivae.core.data.arrays import ArrayDataModule, ArrayLike, _n_rows, iterate_batches, shard_batch
+from scivae.errors import ScivaeInputError
 
 #: Suffixes of the extra batch keys that describe a gathered sparse array's non-zero entries.
 NZ_ROWS, NZ_COLS, NZ_VALUES, LOG_FACTORIAL = "__nz_rows", "__nz_cols", "__nz_values", "__log_factorial"
@@ -42,6 +43,29 @@ def _row_log_factorial(indptr: Tensor, values: Tensor, block: int = 1 << 16) -> 
         rows = torch.repeat_interleave(torch.arange(r0, r1, device=values.device), counts, output_size=hi - lo)
         out.index_add_(0, rows, torch.lgamma(values[lo:hi].double() + 1.0))
     return out.float()
+
+
+def head_rows(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """The first ``n`` rows of a batch: row-aligned tensors sliced, a sparse array's non-zero entries
+    (``NZ_*`` keys) kept where their row is among them, anything else as it is."""
+    nz = (NZ_ROWS, NZ_COLS, NZ_VALUES)
+    size = next(v.shape[0] for k, v in batch.items() if isinstance(v, Tensor) and v.dim() and not k.endswith(nz))
+    if n >= size:
+        return dict(batch)
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if key.endswith(NZ_ROWS):
+            base = key[: -len(NZ_ROWS)]
+            keep = value < n
+            for suffix in (NZ_ROWS, NZ_COLS, NZ_VALUES):
+                out[base + suffix] = batch[base + suffix][keep]
+        elif key.endswith(nz):
+            continue  # taken with their rows
+        elif isinstance(value, Tensor) and value.dim() and value.shape[0] == size:
+            out[key] = value[:n]
+        else:
+            out[key] = value
+    return out
 
 
 class DeviceCSR:
@@ -211,11 +235,24 @@ class _EpochBatches:
         rows = self.rows
         if self.generator is not None:
             rows = rows[torch.randperm(len(rows), generator=self.generator)]
-        return rows[self.rank :: self.world_size]  # a disjoint share per process under DDP
+        return rows
 
-    def __len__(self) -> int:
-        n = -(-len(self.rows) // self.world_size)
-        return -(-n // self.batch_size)
+    def __len__(self) -> int:  # global batches (an upper bound under DDP when a last, tiny batch gets merged)
+        return -(-len(self.rows) // self.batch_size)
+
+    def _shares(self, order: Tensor, skip: int) -> Iterator[Tensor]:
+        """This process's part of every global batch of ``order`` after the first ``skip``, as
+        :class:`~scivae.core.data.arrays.RankShardedBatchSampler` cuts them: every process draws the same
+        permutation, so the gradient DDP averages is the global batch's and a run takes the same steps whatever
+        the number of processes. A last batch with fewer rows than processes is merged into the one before."""
+        n, size, world = len(order), self.batch_size, self.world_size
+        bounds = [[start, min(start + size, n)] for start in range(0, n, size)]
+        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < world:
+            bounds[-2][1] = bounds.pop()[1]
+        if bounds and bounds[-1][1] - bounds[-1][0] < world:
+            raise ScivaeInputError(f"{n} rows for {world} processes: use fewer devices or more data")
+        for start, stop in bounds[skip:]:
+            yield order[start:stop][torch.as_tensor(shard_batch(np.arange(stop - start), self.rank, world))]
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         # A generator: the epoch's order is drawn at the first batch, not when Lightning merely calls iter()
@@ -224,7 +261,11 @@ class _EpochBatches:
             self._epoch_start = self.generator.get_state()
         order = self._order()
         skip, self._skip = self._skip, 0  # a resumed epoch continues after the batches it had done
-        yield from self.data.batches(order[skip * self.batch_size :], self.batch_size)
+        if self.world_size == 1:
+            yield from self.data.batches(order[skip * self.batch_size :], self.batch_size)
+            return
+        for share in self._shares(order, skip):
+            yield self.data.take(share)
 
     # Not named state_dict / load_state_dict: Lightning would then save and restore this iterable itself, at
     # the wrong moment for scivae's checkpoints (ResumableCheckpoint restores the order through the datamodule).

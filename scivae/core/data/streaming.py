@@ -1,10 +1,10 @@
 """Out-of-core training batches: rows streamed from a chunked source, with flat memory.
 
-A *chunked source* (:class:`ChunkedSource`, e.g. the backed ``.h5ad`` of :mod:`scivae.cells.streaming`) reads
-contiguous row ranges as blocks of arrays (``"x"`` sparse CSR or dense, the rest dense, rows first). Training
-batches mix the rows of a window of chunks drawn in a shuffled order every epoch; under DDP each process keeps
-its share of every global batch (as :mod:`scivae.core.data.arrays` does). Every block read is checked for a sound
-sparse structure (:func:`checked_block`) before scipy slices it.
+A *chunked source* (:class:`ChunkedSource`, e.g. the backed ``.h5ad`` file or ``.zarr`` store of
+:mod:`scivae.cells.streaming`) reads contiguous row ranges as blocks of arrays (``"x"`` sparse CSR or dense, the
+rest dense, rows first). Training batches mix the rows of a window of chunks drawn in a shuffled order every
+epoch; under DDP each process keeps its share of every global batch (as :mod:`scivae.core.data.arrays` does).
+Every block read is checked for a sound sparse structure (:func:`checked_block`) before scipy slices it.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def stack_blocks(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     if len(blocks) == 1:
         return blocks[0]
     return {
-        k: sp.vstack([b[k] for b in blocks], format="csr") if sp.issparse(blocks[0][k]) else np.concatenate(
-            [b[k] for b in blocks]
-        )
+        k: sp.vstack([b[k] for b in blocks], format="csr")
+        if sp.issparse(blocks[0][k])
+        else np.concatenate([b[k] for b in blocks])
         for k in blocks[0]
     }
 

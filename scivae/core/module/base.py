@@ -85,6 +85,11 @@ class VAEModule(nn.Module, ABC):
         """KL of extra latent variables (called after :meth:`inference` on the same batch); none by default."""
         return None
 
+    def importance_constants(self, batch: Batch) -> Batch:
+        """The batch with the parts of :meth:`importance_log_likelihood` that do not depend on z computed once,
+        before the samples of :meth:`iwae` (a new dict; the batch itself by default)."""
+        return batch
+
     def importance_log_likelihood(self, batch: Batch, z: Tensor) -> Tensor:
         """The part of the log importance weight that depends on the adapter, for :meth:`iwae`.
 
@@ -152,6 +157,7 @@ class VAEModule(nn.Module, ABC):
         is at least the ELBO in expectation and does not decrease with ``k`` (Burda et al. 2016).
         """
         posterior = self.inference(batch)
+        batch = self.importance_constants(batch)
         log_w = []
         for _ in range(k):
             z = posterior.rsample()

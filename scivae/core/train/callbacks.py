@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import time
 from typing import Any
 
 import lightning as L
@@ -77,6 +78,11 @@ class CollapseMonitor(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not isinstance(pl_module, VAETrainingPlan):
             return
+        start = time.perf_counter()
+        self._report(pl_module)
+        pl_module.diagnostics_s += time.perf_counter() - start
+
+    def _report(self, pl_module: VAETrainingPlan) -> None:
         posterior = pl_module.validation_posterior()
         if posterior is None:
             return

@@ -29,7 +29,7 @@ from scivae.core.options import TrainingOptions, check_accelerator
 from scivae.core.train.allocator import allocator_state
 from scivae.core.train.callbacks import BestWeights, CollapseMonitor, KLAnnealing, WarmupAwareEarlyStopping
 from scivae.core.train.divergence import DIVERGENCE_HINT, HINT_OPTIONS, DivergenceGuard, all_finite
-from scivae.core.train.plan import VAETrainingPlan, latent_checks
+from scivae.core.train.plan import VAETrainingPlan, diagnostic_items, latent_checks
 from scivae.core.train.precision import check_bf16
 from scivae.core.train.resume import HistoryRecorder, ResumableCheckpoint
 from scivae.core.train.schedules import KLSchedule, make_schedule
@@ -243,6 +243,7 @@ def _fit(
         adam_eps=o.adam_eps,
         lr_schedule=o.lr_schedule,
         time_budget_s=budget,
+        latent_check_items=diagnostic_items(len(datamodule.train_indices)),
     )
     has_validation = len(datamodule.validation_indices) > 0
     monitor = CollapseMonitor()
@@ -307,6 +308,7 @@ def _fit(
             "strategy",
             "precision",
         ) from None
+    _check_launch(trainer)
     fit_kwargs: dict[str, Any] = {"ckpt_path": str(resume_from) if resume_from else None}
     if resume_from and "weights_only" in inspect.signature(trainer.fit).parameters:
         fit_kwargs["weights_only"] = True  # tensors and plain containers only: no code runs on load
@@ -349,6 +351,25 @@ def _fit(
     result.metrics["diverged"] = True
     diverged.fit_result = result
     raise diverged
+
+
+def _check_launch(trainer: L.Trainer) -> None:
+    """Refuse devices and nodes that do not match the processes a launcher started (SLURM's tasks per node and
+    nodes, torchrun's world size): Lightning checks them only as the processes start, with a traceback."""
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    if environment is None:  # one process, no launcher
+        return
+    try:
+        environment.validate_settings(num_devices=trainer.num_devices, num_nodes=trainer.num_nodes)
+    except ValueError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OptionError(
+            f"{{devices}} {trainer.num_devices} and {{num_nodes}} {trainer.num_nodes} do not match the processes the "
+            f"launcher started ({first[:200]}): set {{devices}} to its processes per node and {{num_nodes}} to its "
+            "nodes",
+            "devices",
+            "num_nodes",
+        ) from None
 
 
 def _restore_last_good(plan: VAETrainingPlan, best: BestWeights, guard: DivergenceGuard) -> tuple[bool, int | None]:
@@ -417,6 +438,10 @@ def _fit_result(
     n_seen = len(datamodule.train_indices) * max(epochs, 1)
     metrics["train_obs_per_s"] = round(n_seen / elapsed, 1) if elapsed > 0 else None
     metrics["collapsed"] = collapse.collapsed if collapse is not None else None
+    # the per-epoch collapse diagnostics: on how many validation items, and their share of the training time
+    metrics["diagnostics_items"] = plan.latent_check_items
+    metrics["diagnostics_s"] = round(plan.diagnostics_s, 3)
+    metrics["diagnostics_share"] = round(plan.diagnostics_s / elapsed, 4) if elapsed > 0 else None
     for k, v in list(metrics.items()):
         if isinstance(v, (np.floating, np.integer)):
             metrics[k] = v.item()

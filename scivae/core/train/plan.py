@@ -10,14 +10,29 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from scivae.core.data.device import head_rows
 from scivae.core.diagnostics import latent_gain
 from scivae.core.module.base import Batch, VAEModule
+from scivae.core.module.posterior import GaussianPosterior
 
 #: Learning-rate schedules of :class:`VAETrainingPlan`.
 LR_SCHEDULES = ("constant", "cosine")
 #: Metrics logged for the progress bar only (aliases): left out of the fit history.
 PROGRESS_BAR_ONLY = ("val_elbo",)
+
+
 #: Per-epoch means of the training steps (see :meth:`VAETrainingPlan.train_epoch_means`).
+def diagnostic_items(n_train: int) -> int:
+    """Validation items per epoch for the latent checks of a fit on ``n_train`` training items.
+
+    About 2 % of the items an epoch trains on, between 64 and 512: the checks decode every item twice, so their
+    share of a fit stays small whatever the data size (the fits report it as ``diagnostics_share``; measured in
+    ``benchmarks/cells/RESULTS.md``). KL per dimension, active units and the mutual information still use every
+    validation item.
+    """
+    return int(min(512, max(64, n_train // 50)))
+
+
 TRAIN_METRICS = ("loss_train", "elbo_train", "reconstruction_train", "kl_train", "kl_weight")
 
 
@@ -48,7 +63,9 @@ class VAETrainingPlan(L.LightningModule):
         step count and the elapsed time is further along, so the rate reaches 0 when the budget ends.
     latent_check_items
         Validation items per epoch on which the latent gain and the adapter's reconstruction accuracy are
-        measured (they cost extra decoder passes); 0 switches them off.
+        measured (they cost extra decoder passes); 0 switches them off. :func:`diagnostic_items` gives the
+        default of a fit. The seconds they and the :class:`~scivae.core.train.callbacks.CollapseMonitor` take
+        add up in ``diagnostics_s``.
     """
 
     def __init__(
@@ -74,6 +91,7 @@ class VAETrainingPlan(L.LightningModule):
         self.kl_weight = 1.0
         self.skipped_steps = 0
         self.latent_check_items = int(latent_check_items)
+        self.diagnostics_s = 0.0
         self.time_budget_s = time_budget_s
         self._train_clock: float | None = None
         self._time_before = 0.0  # training seconds of the runs this one resumed (the time budget spans them)
@@ -178,6 +196,7 @@ class VAETrainingPlan(L.LightningModule):
             "epoch_sums": self._epoch_sums.detach().cpu() if self._epoch_sums is not None else None,
             "n_seen": self._n_seen,
             "train_time_s": self.train_time_s(),
+            "diagnostics_s": self.diagnostics_s,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -188,6 +207,7 @@ class VAETrainingPlan(L.LightningModule):
         self._epoch_sums = sums.to(self.device) if sums is not None else None
         self._n_seen = int(state.get("n_seen", 0))
         self._time_before = float(state.get("train_time_s", 0.0))
+        self.diagnostics_s = float(state.get("diagnostics_s", 0.0))
 
     def on_validation_epoch_start(self) -> None:
         self._val_mu, self._val_logvar = [], []
@@ -223,9 +243,16 @@ class VAETrainingPlan(L.LightningModule):
         self._val_mu.append(out.posterior.mu.float().cpu())
         self._val_logvar.append(out.posterior.logvar.float().cpu())
         checked = sum(len(v) for v in self._checks.get("latent_gain", []))
-        if checked < self.latent_check_items:
-            for name, values in latent_checks(self.module, batch, out.posterior).items():
+        remaining = self.latent_check_items - checked
+        if remaining > 0:
+            start = time.perf_counter()
+            posterior = out.posterior
+            if remaining < n:  # the cap holds for batches larger than it
+                batch = head_rows(batch, remaining)
+                posterior = GaussianPosterior(posterior.mu[:remaining], posterior.logvar[:remaining])
+            for name, values in latent_checks(self.module, batch, posterior).items():
                 self._checks.setdefault(name, []).append(values.float().cpu())
+            self.diagnostics_s += time.perf_counter() - start
 
     def validation_posterior(self) -> tuple[Tensor, Tensor] | None:
         """Posterior means and log-variances gathered over the last validation epoch."""

@@ -112,12 +112,17 @@ def test_device_datamodule_shards_disjointly_across_processes():
     rows = torch.as_tensor(dm.train_indices)
     from scivae.core.data.device import _EpochBatches
 
-    shares = [
-        torch.cat([b["i"] for b in _EpochBatches(dm.data, rows, 8, torch.Generator().manual_seed(3), r, 2)])
-        for r in range(2)
+    batches = [
+        [b["i"] for b in _EpochBatches(dm.data, rows, 8, torch.Generator().manual_seed(3), r, 2)] for r in range(2)
     ]
+    shares = [torch.cat(b) for b in batches]
     assert len(set(shares[0].tolist()) & set(shares[1].tolist())) == 0
     assert sorted(shares[0].tolist() + shares[1].tolist()) == list(range(101))
+    # each process holds half of every global batch of 8: as many steps as one process (13), the same batches
+    one = [b["i"] for b in _EpochBatches(dm.data, rows, 8, torch.Generator().manual_seed(3))]
+    assert len(batches[0]) == len(batches[1]) == len(one) == 13
+    for a, b, whole in zip(*batches, one, strict=True):
+        assert torch.equal(torch.cat([a, b]), whole)
 
 
 def test_fit_on_device_data_records_the_training_device(digits):
@@ -157,3 +162,20 @@ def test_training_device_callback_and_the_move_back_after_fit(digits, monkeypatc
         fit_module(module, dm, max_epochs=1, progress_bar=False, early_stopping=False, accelerator="cpu")
     assert seen["device"] == torch.device("cpu")
     assert after["device"].type == "meta"
+
+
+def test_head_rows_keeps_the_first_rows_and_their_nonzero_entries():
+    """A batch cut to its first rows keeps exactly the non-zero entries of those rows (what a count likelihood
+    reads), the row-aligned tensors sliced, and gives the same values as gathering those rows alone."""
+    from scivae.core.data.device import head_rows
+
+    m, dense = _counts()
+    arrays = {"x": m, "batch": np.arange(120) % 3}
+    batch = next(iter(iterate_device_batches(arrays, batch_size=50)))
+    head = head_rows(batch, 7)
+    alone = next(iter(iterate_device_batches({"x": m[:7], "batch": np.arange(7) % 3}, batch_size=50)))
+    assert set(head) == set(batch)
+    for key in alone:
+        torch.testing.assert_close(head[key], alone[key])
+    assert head["x"].shape == (7, dense.shape[1]) and int((head["x" + NZ_ROWS] >= 7).sum()) == 0
+    assert head_rows(batch, 50).keys() == batch.keys() and head_rows(batch, 80)["x"].shape[0] == 50

@@ -123,3 +123,26 @@ def test_clipping_reuses_the_finiteness_norm_and_matches_torch(digits):
     for p, c in zip(module.parameters(), copies, strict=True):
         torch.testing.assert_close(p.grad, c.grad)
     assert plan._grad_norm is None  # used once
+
+
+def test_collapse_diagnostics_run_on_a_capped_sample_and_their_time_is_reported(digits):
+    """The per-epoch latent checks see about 2 % of the training items (64-512), whatever the validation
+    batch size, and the fit reports how many items and what share of its time the diagnostics took."""
+    from scivae.core.train.plan import diagnostic_items
+
+    assert (diagnostic_items(100), diagnostic_items(10_000), diagnostic_items(1_000_000)) == (64, 200, 512)
+    torch.manual_seed(0)
+    module = GaussianVAEModule(64, n_latent=4, n_hidden=32, n_layers=1)
+    dm = ArrayDataModule({"x": digits[:1000]}, batch_size=500, validation_fraction=0.3)  # 300 validation items
+    checked = []
+
+    class Count(L.Callback):
+        def on_validation_epoch_end(self, trainer, plan):
+            checked.append(len(plan.validation_check_values()["latent_gain"]))
+
+    result = fit_module(module, dm, max_epochs=2, progress_bar=False, early_stopping=False, callbacks=[Count()])
+    assert checked == [64, 64]
+    m = result.metrics
+    assert m["diagnostics_items"] == 64  # 700 training items: the floor, below one validation batch of 300
+    assert 0 < m["diagnostics_s"] < m["time_s"] and 0 < m["diagnostics_share"] < 1
+    assert "latent_gain_validation" in result.history.columns
