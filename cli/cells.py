@@ -212,8 +212,9 @@ def _embed_out(data: Path, out: Path | None, backed: bool) -> Path:
     if suffix == ".zarr" and out.exists():
         from scivae.cells.streaming import is_zarr_store
 
-        if not is_zarr_store(out):  # only a Zarr store (e.g. an earlier output) is replaced, never another folder
-            raise ScivaeInputError(f"-o {out} exists and is not a Zarr store: pass a new path")
+        # only a store scivae wrote (it holds uns/scivae) is replaced: never another folder or someone's data
+        if not is_zarr_store(out) or not (out / "uns" / "scivae").is_dir():
+            raise ScivaeInputError(f"-o {out} exists and was not written by scivae: pass a new path")
     if data.exists() and (
         (out.exists() and os.path.samefile(out, data)) or (data.is_dir() and data.resolve() in out.resolve().parents)
     ):

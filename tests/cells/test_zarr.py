@@ -173,6 +173,14 @@ def test_cli_fit_and_embed_backed_store(tmp_path):
     np.testing.assert_allclose(z, ad.read_h5ad(in_memory).obsm["X_scivae"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(z, ad.read_zarr(as_zarr).obsm["X_scivae"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(z, embedded.obsm["X_scivae"], rtol=1e-5, atol=1e-5)
+    # an existing store is replaced only when scivae wrote it: someone's data under that name is refused, intact
+    foreign = _write_zarr(_cells(), tmp_path / "foreign.zarr", "v2")
+    foreign_sha = _tree_sha(foreign)
+    r = runner.invoke(app, ["embed", str(out / "model"), str(path), "-o", str(foreign), "--backed"])
+    _one_line_error(r, "not written by scivae")
+    assert _tree_sha(foreign) == foreign_sha
+    r = runner.invoke(app, ["embed", str(out / "model"), str(path), "-o", str(streamed), "--backed"])
+    assert r.exit_code == 0, r.output  # our own earlier output
     r = runner.invoke(app, ["embed", str(out / "model"), str(path), "--backed"])  # default: DATA.embedded.zarr
     assert r.exit_code == 0, r.output
     assert (tmp_path / "cells.embedded.zarr").is_dir()
