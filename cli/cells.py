@@ -184,13 +184,6 @@ def _write_umap(folder: Path, source: Any, latent: Any, uns: dict[str, Any], see
     cell_umap_png(folder / UMAP_FILE, ad.AnnData(obs=obs.copy(), obsm={KEY: latent}, uns={"scivae": uns}), seed=seed)
 
 
-def _size(path: Path) -> int:
-    """Bytes of a file, or of all the files of a folder (a .zarr store); 0 if it cannot be read."""
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
-
-
 def _embed_out(data: Path, out: Path | None, backed: bool) -> Path:
     """``scivae embed``'s output path, checked: ``.h5ad`` or ``.zarr``; streamed (--backed), the input's format (the
     output is a copy of it); never the input or a path inside it."""
@@ -287,10 +280,12 @@ def embed(
     source: Any = data if backed else read_anndata(data)
     latent = model.get_latent(source, batch_size=batch_size)
     uns = _uns_safe({"key_added": key_added, "model": str(model_dir), "genes": model.genes})
+    from scivae_cli.fit_output import input_identity
     from scivae_cli.write_errors import check_free_space, writing
 
-    # HDF5 may crash rather than raise on a full disk: refuse before writing when the room is plainly missing
-    check_free_space(out, "-o", latent.nbytes + (_size(data) if backed else 1 << 20))
+    # HDF5 may crash rather than raise on a full disk: refuse before writing when the room is plainly missing (a
+    # backed output copies the input file or store, every file of it)
+    check_free_space(out, "-o", latent.nbytes + (input_identity(data)["bytes"] if backed else 1 << 20))
     with writing(out, "-o"):
         _write_embedded(source, out, key_added, latent, uns)
     echo(f"wrote {out}: {latent.shape[0]} cells, obsm['{key_added}'] of width {latent.shape[1]}")

@@ -289,6 +289,20 @@ def _median(values: list[float]) -> float:
     return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
+def _speed_up(s: dict, by_tool: dict[str, list[dict]], key: str, name: str) -> None:
+    """scvi-tools' seconds over scivae's (``key``) per alternating pair, into ``s``: ``<name>_ratio_median/min/max``
+    and each tool's median seconds (``scivae_<key>``, ``scvi_<key>``); nothing when no pair has ``key``."""
+    scvi = {r["rep"]: r[key] for r in by_tool["scvi"] if key in r}
+    ours = [r for r in by_tool["scivae"] if key in r and r["rep"] in scvi]
+    if not ours:
+        return
+    ratios = [scvi[r["rep"]] / r[key] for r in ours]
+    s[f"{name}_ratio_median"] = _median(ratios)
+    s[f"{name}_ratio_min"], s[f"{name}_ratio_max"] = min(ratios), max(ratios)
+    s[f"scivae_{key}"] = _median([r[key] for r in by_tool["scivae"] if key in r])
+    s[f"scvi_{key}"] = _median(list(scvi.values()))
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
     keys = sorted({(r["data"], r["batch_size"], r["threads"]) for r in rows})
@@ -302,22 +316,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                 s[f"{t}_test_elbo"] = _median([r["test_elbo"] for r in rs])
                 s[f"{t}_peak_rss_mb"] = max(r["peak_rss_mb"] for r in rs)
                 s["data_mb"] = rs[0].get("data_mb")
-        scvi_fits = {r["rep"]: r["fit_s"] for r in by_tool["scvi"]}
-        whole = [scvi_fits[r["rep"]] / r["fit_s"] for r in by_tool["scivae"] if r["rep"] in scvi_fits]
-        scvi_ll = {r["rep"]: r["marginal_ll_s"] for r in by_tool["scvi"] if "marginal_ll_s" in r}
-        ll = [scvi_ll[r["rep"]] / r["marginal_ll_s"] for r in by_tool["scivae"] if r["rep"] in scvi_ll]
-        if ll:  # the IWAE bound of the test cells: scvi-tools s / scivae s
-            s["marginal_ll_ratio_median"], s["marginal_ll_ratio_min"], s["marginal_ll_ratio_max"] = (
-                _median(ll),
-                min(ll),
-                max(ll),
-            )
-            s["scivae_marginal_ll_s"] = _median([r["marginal_ll_s"] for r in by_tool["scivae"]])
-            s["scvi_marginal_ll_s"] = _median(list(scvi_ll.values()))
-        if whole:  # the whole fit call (set-up, training, validation, diagnostics, report): scvi-tools s / scivae s
-            s["fit_ratio_median"], s["fit_ratio_min"], s["fit_ratio_max"] = _median(whole), min(whole), max(whole)
-            s["scivae_fit_s"] = _median([r["fit_s"] for r in by_tool["scivae"]])
-            s["scvi_fit_s"] = _median(list(scvi_fits.values()))
+        _speed_up(s, by_tool, "fit_s", "fit")  # the whole fit call (set-up, training, validation, report)
+        _speed_up(s, by_tool, "marginal_ll_s", "marginal_ll")  # the IWAE bound of the test cells
         for num, den in RATIOS:
             pairs = {r["rep"]: r for r in by_tool[den]}
             ratios = [a["cells_per_s"] / pairs[a["rep"]]["cells_per_s"] for a in by_tool[num] if a["rep"] in pairs]

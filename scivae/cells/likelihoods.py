@@ -38,12 +38,17 @@ def _lgamma_terms(x: Tensor, theta: Tensor) -> Tensor:
     return (torch.lgamma(xd + td) - torch.lgamma(td) - torch.lgamma(xd + 1.0)).to(x.dtype)
 
 
+def _nb_mean_terms(x: Tensor, log_mu: Tensor, log_theta: Tensor) -> Tensor:
+    """Elementwise ``-theta * softplus(d) + x * logsigmoid(d)``, ``d = log_mu - log_theta``: the part of log NB
+    that depends on the mean."""
+    d = log_mu - log_theta
+    return -log_theta.exp() * F.softplus(d) + x * F.logsigmoid(d)
+
+
 def nb_log_prob(x: Tensor, log_mu: Tensor, log_theta: Tensor) -> Tensor:
     """Elementwise log NB(x; mean exp(log_mu), inverse dispersion exp(log_theta))."""
     x, log_mu, log_theta = torch.broadcast_tensors(x, log_mu, log_theta)
-    theta = log_theta.exp()
-    d = log_mu - log_theta
-    return _lgamma_terms(x, theta) - theta * F.softplus(d) + x * F.logsigmoid(d)
+    return _lgamma_terms(x, log_theta.exp()) + _nb_mean_terms(x, log_mu, log_theta)
 
 
 class _NBRows(torch.autograd.Function):
@@ -182,13 +187,10 @@ def nb_log_likelihood(
         :func:`nb_count_terms` of the same ``x``, ``log_theta`` and ``log_factorial``, when already computed
         (no gradient flows into ``log_theta`` through them then).
     """
-    if nz is None and x.device.type != "cpu":
-        dense = nb_log_prob(x, log_mu, log_theta)  # dense: no host sync to find the non-zeros
+    if nz is None and x.device.type != "cpu":  # dense: no host sync to find the non-zeros
         if count_terms is None:
-            return dense.sum(-1)
-        return (-log_theta.exp() * F.softplus(log_mu - log_theta) + x * F.logsigmoid(log_mu - log_theta)).sum(
-            -1
-        ) + count_terms.to(log_mu.dtype)
+            return nb_log_prob(x, log_mu, log_theta).sum(-1)
+        return _nb_mean_terms(x, log_mu, log_theta).sum(-1) + count_terms.to(log_mu.dtype)
     if nz is None:
         rows, cols = x.nonzero(as_tuple=True)
         nz = (rows, cols, x[rows, cols])

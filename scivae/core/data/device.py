@@ -16,6 +16,7 @@ at zero counts on the non-zero entries only, without searching the dense batch f
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,8 +26,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from scivae.core.data.arrays import ArrayDataModule, ArrayLike, _n_rows, iterate_batches, shard_batch
-from scivae.errors import ScivaeInputError
+from scivae.core.data.arrays import ArrayDataModule, ArrayLike, RankShardedBatchSampler, _n_rows, iterate_batches
 
 #: Suffixes of the extra batch keys that describe a gathered sparse array's non-zero entries.
 NZ_ROWS, NZ_COLS, NZ_VALUES, LOG_FACTORIAL = "__nz_rows", "__nz_cols", "__nz_values", "__log_factorial"
@@ -241,18 +241,15 @@ class _EpochBatches:
         return -(-len(self.rows) // self.batch_size)
 
     def _shares(self, order: Tensor, skip: int) -> Iterator[Tensor]:
-        """This process's part of every global batch of ``order`` after the first ``skip``, as
-        :class:`~scivae.core.data.arrays.RankShardedBatchSampler` cuts them: every process draws the same
-        permutation, so the gradient DDP averages is the global batch's and a run takes the same steps whatever
-        the number of processes. A last batch with fewer rows than processes is merged into the one before."""
-        n, size, world = len(order), self.batch_size, self.world_size
-        bounds = [[start, min(start + size, n)] for start in range(0, n, size)]
-        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < world:
-            bounds[-2][1] = bounds.pop()[1]
-        if bounds and bounds[-1][1] - bounds[-1][0] < world:
-            raise ScivaeInputError(f"{n} rows for {world} processes: use fewer devices or more data")
-        for start, stop in bounds[skip:]:
-            yield order[start:stop][torch.as_tensor(shard_batch(np.arange(stop - start), self.rank, world))]
+        """This process's part of every global batch of ``order`` after the first ``skip``, cut by
+        :class:`~scivae.core.data.arrays.RankShardedBatchSampler` (as the host data path does): every process
+        draws the same permutation, so the gradient DDP averages is the global batch's and a run takes the same
+        steps whatever the number of processes."""
+        n, size = len(order), self.batch_size
+        global_batches = [range(start, min(start + size, n)) for start in range(0, n, size)]
+        shares = RankShardedBatchSampler(global_batches, self.rank, self.world_size)
+        for positions in itertools.islice(shares, skip, None):
+            yield order[torch.as_tensor(positions, dtype=torch.long)]
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         # A generator: the epoch's order is drawn at the first batch, not when Lightning merely calls iter()
