@@ -86,6 +86,21 @@ def cd14_monocytes(adata: ad.AnnData, lineage: np.ndarray) -> np.ndarray:
     return (np.asarray(lineage) == "myeloid") & (kind == "CD14")
 
 
+def annotate(adata: ad.AnnData) -> pd.DataFrame:
+    """The benchmark's ``obs`` of cells with ``obs["condition"]`` (ctrl / stim) and the marker genes: ``condition``,
+    ``lineage`` (the truth), ``label`` (the lineage for reference cells, ``"Unknown"`` for query cells) and
+    ``de_group`` (``ctrl`` / ``stim`` for CD14 monocytes, ``other`` else)."""
+    lineage = lineage_labels(adata).astype(str)
+    cd14 = cd14_monocytes(adata, lineage)
+    cond = adata.obs[BATCH_KEY].astype(str).to_numpy()
+    obs = pd.DataFrame(index=adata.obs_names)
+    obs[BATCH_KEY] = pd.Categorical(cond, categories=[REFERENCE, QUERY])
+    obs[TRUTH_KEY] = pd.Categorical(lineage)
+    obs[LABEL_KEY] = pd.Categorical(np.where(cond == REFERENCE, lineage, UNKNOWN))
+    obs[DE_KEY] = pd.Categorical(np.where(cd14, cond, "other"))
+    return obs
+
+
 def prepare(out: Path, n_cells_per_condition: int | None = None, seed: int = 0) -> dict:
     """Write the benchmark's AnnData to ``out`` (see the module docstring) and return a summary of it.
 
@@ -99,8 +114,8 @@ def prepare(out: Path, n_cells_per_condition: int | None = None, seed: int = 0) 
         picks = [rng.choice(np.flatnonzero(cond == c), n, replace=False) for c in (REFERENCE, QUERY)]
         adata = adata[np.sort(np.concatenate(picks))].copy()
     # labels on all genes, before the gene selection
-    lineage = lineage_labels(adata)
-    cd14 = cd14_monocytes(adata, lineage)
+    obs = annotate(adata)
+    lineage, cd14 = obs[TRUTH_KEY].astype(str).to_numpy(), obs[DE_KEY].astype(str).to_numpy() != "other"
     _, x = _per_10k(adata)
     cond = adata.obs[BATCH_KEY].astype(str).to_numpy()
     # genes never detected in the reference are left out: scivae drops them from a model (scvi-tools keeps them),
@@ -111,11 +126,6 @@ def prepare(out: Path, n_cells_per_condition: int | None = None, seed: int = 0) 
     keep_genes = np.sort(detected[np.argsort(-totals[detected], kind="stable")[:N_GENES]])
     adata = adata[:, keep_genes].copy()
     adata.X = x[:, keep_genes].astype(np.float32)
-    obs = pd.DataFrame(index=adata.obs_names)
-    obs[BATCH_KEY] = pd.Categorical(cond, categories=[REFERENCE, QUERY])
-    obs[TRUTH_KEY] = pd.Categorical(lineage.astype(str))
-    obs[LABEL_KEY] = pd.Categorical(np.where(cond == REFERENCE, lineage.astype(str), UNKNOWN))
-    obs[DE_KEY] = pd.Categorical(np.where(cd14, cond, "other"))
     adata.obs = obs
     missing = [g for g in ISGS + sum(LINEAGES.values(), []) if g not in adata.var_names]
     out.parent.mkdir(parents=True, exist_ok=True)

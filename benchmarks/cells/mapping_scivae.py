@@ -33,6 +33,24 @@ from benchmarks.cells.mapping_data import (
 from benchmarks.cells.mapping_data import split as split_cells
 
 
+def reference_model(ref, seed: int, **options):
+    """The benchmark's labelled reference model of the cells ``ref`` (not fitted); ``options``: more of
+    :class:`~scivae.CellVAE`'s."""
+    from scivae import CellVAE
+
+    return CellVAE(
+        ref,
+        batch_key=BATCH_KEY,
+        labels_key=LABEL_KEY,
+        unlabeled_category=UNKNOWN,
+        encode_covariates=True,
+        likelihood="nb",
+        seed=seed,
+        **ARCHITECTURE,
+        **options,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = run_arguments("scivae: reference fit, query mapping, label transfer and DE on one seed.").parse_args(argv)
 
@@ -52,16 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    reference = CellVAE(
-        ref,
-        batch_key=BATCH_KEY,
-        labels_key=LABEL_KEY,
-        unlabeled_category=UNKNOWN,
-        encode_covariates=True,
-        likelihood="nb",
-        seed=args.seed,
-        **ARCHITECTURE,
-    ).fit(max_epochs=args.reference_epochs, **fit_kw)
+    reference = reference_model(ref, args.seed).fit(max_epochs=args.reference_epochs, **fit_kw)
     times["reference_fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

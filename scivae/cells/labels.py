@@ -2,10 +2,11 @@
 
 ``CellVAE(adata, labels_key="cell_type", unlabeled_category="Unknown")`` reads the labels of ``obs[labels_key]``;
 cells whose label is ``unlabeled_category`` or missing are unlabelled. The training arrays get a ``label`` column
-of codes (``-1``: unlabelled) and the module a :class:`LabelClassifier` on the posterior mean of z; its
-cross-entropy over the labelled cells of each minibatch, times ``classification_ratio``, is added to the
-objective (as scANVI's classification loss), so unlabelled cells contribute to the ELBO only.
-:func:`predict` classifies the posterior means of any cells with the model's genes.
+of codes (``-1``: unlabelled) and the module a :class:`LabelClassifier` on z; its cross-entropy on a posterior
+sample of each labelled cell of a minibatch, times ``classification_ratio``, is added to the objective (as
+scANVI's classification loss), so unlabelled cells of a reference contribute to the ELBO only. The unlabelled
+cells of a query model (:mod:`scivae.cells.mapping`) also contribute the entropy of their labels
+(:func:`unlabelled_entropy`). :func:`predict` classifies the posterior means of any cells with the model's genes.
 """
 
 from __future__ import annotations
@@ -122,6 +123,19 @@ def classification_loss(logits: Tensor, labels: Tensor) -> Tensor:
     per_row = F.cross_entropy(logits, labels.clamp_min(0), reduction="none")
     n = labelled.sum()
     return (per_row * labelled).sum() / n.clamp_min(1)
+
+
+def unlabelled_entropy(logits: Tensor, weights: Tensor) -> Tensor:
+    """Mean entropy (nats) of the label distributions of the rows with weight 1 (``weights``: 0/1 per row); zero
+    when no row has weight.
+
+    Minimised for a query model's cells (entropy minimisation, Grandvalet and Bengio 2005): the query's batch
+    weights then place its cells where the frozen reference classifier is confident, i.e. among labelled
+    reference cells, rather than between them.
+    """
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    per_row = -(log_p.exp() * log_p).sum(-1)
+    return (per_row * weights).sum() / weights.sum().clamp_min(1)
 
 
 def attach_labels(

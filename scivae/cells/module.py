@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import islice
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scivae.cells.labels import CLASSIFICATION_RATIO, LABELS, LabelClassifier, classification_loss
+from scivae.cells.labels import (
+    CLASSIFICATION_RATIO,
+    LABELS,
+    LabelClassifier,
+    classification_loss,
+    unlabelled_entropy,
+)
 from scivae.cells.likelihoods import (
     LIKELIHOODS,
     NegativeBinomial,
@@ -39,8 +46,10 @@ LIBRARIES = ("observed", "latent")
 _LOG_2PI = math.log(2.0 * math.pi)
 # Keys under which inference() leaves q(log library | x) in the batch dict for the likelihood terms.
 _QL_MU, _QL_LOGVAR = "_ql_mu", "_ql_logvar"
-# Key under which inference() leaves the posterior mean of z (with gradients) for the label classifier's loss.
-_QZ_MU = "_qz_mu"
+# Key under which inference() leaves the label classifier's input (with gradients) for its loss: a posterior sample
+# of z in training (a classifier that has seen the posterior's spread extrapolates better to shifted query cells,
+# chosen on validation cells in benchmarks/cells/label_transfer_validation.py), the posterior mean otherwise.
+_QZ_CLASSIFIER = "_qz_classifier"
 # Key of the NB count terms that importance_constants() computes once for the samples of iwae().
 _COUNT_TERMS = "_nb_count_terms"
 
@@ -81,7 +90,15 @@ class _InjectedMLP(nn.Module):
 
     def forward(self, h: Tensor, cov: Tensor | None) -> Tensor:
         for layer in self.layers:
-            h = layer(h if cov is None else torch.cat([h, cov], dim=-1))
+            if cov is None:
+                h = layer(h)
+                continue
+            # the product with [h, cov] as two products: no copy of the (genes-wide) input to concatenate it
+            linear = layer[0]
+            n_own = h.shape[-1]
+            h = F.linear(h, linear.weight[:, :n_own], linear.bias) + F.linear(cov, linear.weight[:, n_own:])
+            for module in islice(layer, 1, None):
+                h = module(h)
         return h
 
 
@@ -119,9 +136,17 @@ class CellVAEModule(VAEModule):
         The core's collapse controls (beta, free bits, capacity).
     n_labels
         Number of cell labels of a semi-supervised model (0: none): a :class:`~scivae.cells.labels.LabelClassifier`
-        on the posterior mean of z, trained on the labelled cells (:mod:`scivae.cells.labels`).
+        on z, trained on posterior samples of the labelled cells (:mod:`scivae.cells.labels`).
     classification_ratio
         Weight of the classification loss in the objective.
+
+    Attributes
+    ----------
+    classify_samples
+        Train the classifier on a posterior sample of each cell (default) rather than on its posterior mean.
+    entropy_ratio
+        Weight of the entropy of the classifier's labels of the unlabelled cells in the objective: 0, except in a
+        query model of reference mapping, where it is ``classification_ratio`` (:mod:`scivae.cells.mapping`).
     """
 
     def __init__(
@@ -195,6 +220,8 @@ class CellVAEModule(VAEModule):
             self.zi_head = nn.Linear(n_hidden, n_genes)
         self.n_labels = int(n_labels)
         self.classification_ratio = float(classification_ratio)
+        self.classify_samples = True
+        self.entropy_ratio = 0.0
         # built last, so that a model without labels draws the same initial weights as before the option existed
         self.classifier = LabelClassifier(n_latent, n_hidden, self.n_labels, dropout) if self.n_labels else None
 
@@ -224,16 +251,24 @@ class CellVAEModule(VAEModule):
             batch[_QL_MU], batch[_QL_LOGVAR] = ql.mu, ql.logvar
         qz = self.z_head(h)
         if self.classifier is not None:
-            batch[_QZ_MU] = qz.mu
+            batch[_QZ_CLASSIFIER] = qz.rsample() if self.training and self.classify_samples else qz.mu
         return qz
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0, n_samples: int = 1) -> LossOutput:
         """The core's objective, plus ``classification_ratio`` times the label classifier's cross-entropy on the
-        posterior means of the labelled cells (when the model and the batch have labels)."""
+        labelled cells (when the model and the batch have labels), plus ``entropy_ratio`` times the mean entropy of
+        its labels of the unlabelled cells (query models only)."""
         out = super().loss(batch, kl_weight=kl_weight, step=step, n_samples=n_samples)
-        if self.classifier is not None and LABELS in batch:
-            ce = classification_loss(self.classifier(batch[_QZ_MU]), batch[LABELS])
-            out.loss = out.loss + self.classification_ratio * ce
+        if self.classifier is None:
+            return out
+        labels = batch.get(LABELS)
+        if labels is not None or self.entropy_ratio:
+            logits = self.classifier(batch[_QZ_CLASSIFIER])
+        if labels is not None:
+            out.loss = out.loss + self.classification_ratio * classification_loss(logits, labels)
+        if self.entropy_ratio:
+            unlabelled = torch.ones_like(logits[:, 0]) if labels is None else (labels < 0).to(logits.dtype)
+            out.loss = out.loss + self.entropy_ratio * unlabelled_entropy(logits, unlabelled)
         return out
 
     def _library_posterior(self, batch: Batch) -> tuple[Tensor, Tensor]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import scivae
-from scivae.cells.labels import LABELS, LabelEncoder, classification_loss
+from scivae.cells.labels import LABELS, LabelEncoder, classification_loss, unlabelled_entropy
 from scivae.datasets._ifnb import ifnb_path
 from scivae.errors import ScivaeInputError
 from tests.cells.lineages import UNKNOWN, ifnb_with_lineages
@@ -60,6 +60,17 @@ def test_classification_loss_counts_labelled_cells_only() -> None:
     assert torch.all(logits.grad[2:] == 0)  # unlabelled rows get no gradient from the classifier
     none = classification_loss(logits.detach(), torch.tensor([-1, -1, -1, -1]))
     assert float(none) == 0.0
+
+
+def test_unlabelled_entropy_is_the_mean_over_weighted_rows() -> None:
+    logits = torch.tensor([[0.0, 0.0], [10.0, -10.0], [0.0, 0.0]], requires_grad=True)
+    weights = torch.tensor([1.0, 1.0, 0.0])
+    value = unlabelled_entropy(logits, weights)
+    # row 0 is uniform over 2 labels (log 2 nats), row 1 nearly certain (about 0), row 2 left out
+    assert abs(float(value) - np.log(2) / 2) < 1e-6
+    value.backward()
+    assert torch.all(logits.grad[2] == 0) and float(logits.grad[1].abs().max()) < 1e-6
+    assert float(unlabelled_entropy(logits.detach(), torch.zeros(3))) == 0.0
 
 
 def test_semi_supervised_model_predicts_the_hidden_labels(ctrl, trained) -> None:

@@ -92,7 +92,15 @@ class DeviceCSR:
         self.indptr = torch.from_numpy(np.ascontiguousarray(csr.indptr, dtype=np.int64)).to(device)
         self.indices = torch.from_numpy(np.ascontiguousarray(csr.indices)).to(device)
         self.values = torch.from_numpy(np.ascontiguousarray(csr.data, dtype=np.float32)).to(device)
-        self.log_factorial = _row_log_factorial(self.indptr, self.values)
+        self._log_factorial: Tensor | None = None
+
+    @property
+    def log_factorial(self) -> Tensor:
+        """Per-row sum of ``lgamma(value + 1)`` (the count likelihoods' constant), computed on first use: encoding
+        cells needs none."""
+        if self._log_factorial is None:
+            self._log_factorial = _row_log_factorial(self.indptr, self.values)
+        return self._log_factorial
 
     @property
     def device(self) -> torch.device:
@@ -102,12 +110,14 @@ class DeviceCSR:
         out = object.__new__(DeviceCSR)
         out.shape = self.shape
         out._host = self._host if torch.device(device).type == "cpu" else None
-        for name in ("indptr", "indices", "values", "log_factorial"):
+        for name in ("indptr", "indices", "values"):
             setattr(out, name, getattr(self, name).to(device))
+        out._log_factorial = None if self._log_factorial is None else self._log_factorial.to(device)
         return out
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.indptr, self.indices, self.values, self.log_factorial))
+        """Bytes of the tensors, the per-row constant included (float32) whether computed yet or not."""
+        return sum(t.numel() * t.element_size() for t in (self.indptr, self.indices, self.values)) + 4 * self.shape[0]
 
     def gather(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Dense ``(len(rows), n_cols)`` float32 rows and their non-zero entries (batch row, column, value).
@@ -157,11 +167,17 @@ class DeviceArrays:
         Row-aligned arrays (numpy, scipy sparse or torch); floats become float32, integers int64.
     device
         Where to keep them.
+    log_factorial
+        Give every batch of a sparse array its rows' ``lgamma(x + 1)`` sums (``LOG_FACTORIAL``), which count
+        likelihoods need; off for passes that only encode.
     """
 
-    def __init__(self, arrays: Mapping[str, ArrayLike], device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, arrays: Mapping[str, ArrayLike], device: torch.device | str = "cpu", log_factorial: bool = True
+    ) -> None:
         self.n_obs = _n_rows(arrays)
         self.device = torch.device(device)
+        self.log_factorial = log_factorial
         self.sparse: dict[str, DeviceCSR] = {}
         self.dense: dict[str, Tensor] = {}
         for key, a in arrays.items():
@@ -187,7 +203,8 @@ class DeviceArrays:
             dense, r, c, v = m.gather(rows)
             out[key] = dense
             out[key + NZ_ROWS], out[key + NZ_COLS], out[key + NZ_VALUES] = r, c, v
-            out[key + LOG_FACTORIAL] = m.log_factorial[rows]
+            if self.log_factorial:
+                out[key + LOG_FACTORIAL] = m.log_factorial[rows]
         for key, t in self.dense.items():
             out[key] = t[rows]
         return out
@@ -200,17 +217,21 @@ class DeviceArrays:
 
 
 def iterate_device_batches(
-    arrays: Mapping[str, ArrayLike] | DeviceArrays, batch_size: int = 1024, device: torch.device | str = "cpu"
+    arrays: Mapping[str, ArrayLike] | DeviceArrays,
+    batch_size: int = 1024,
+    device: torch.device | str = "cpu",
+    log_factorial: bool = True,
 ) -> Iterator[dict[str, Tensor]]:
     """Batches of all rows in order, gathered on ``device`` (the arrays are moved there once).
 
     A batch source that is not a dict of arrays (a data set streamed from disk) is read as it comes, see
-    :func:`~scivae.core.data.arrays.iterate_batches`.
+    :func:`~scivae.core.data.arrays.iterate_batches`. ``log_factorial``: see :class:`DeviceArrays` (for arrays
+    not yet on the device).
     """
     if not isinstance(arrays, (Mapping, DeviceArrays)):
         yield from iterate_batches(arrays, batch_size, device)
         return
-    dev = arrays if isinstance(arrays, DeviceArrays) else DeviceArrays(arrays, device)
+    dev = arrays if isinstance(arrays, DeviceArrays) else DeviceArrays(arrays, device, log_factorial)
     yield from dev.batches(torch.arange(dev.n_obs), batch_size)
 
 

@@ -261,7 +261,7 @@ class BaseModel(ABC):
     ) -> np.ndarray:
         self._ready()
         out = RowOutputs(n_rows_of(arrays))
-        for batch in iterate_device_batches(arrays, batch_size, self.device):
+        for batch in iterate_device_batches(arrays, batch_size, self.device, log_factorial=False):
             post = self.module.inference(batch)
             out.add(post.mu if give_mean else post.rsample())
         return out.result()[0]

@@ -67,6 +67,11 @@ def test_take_gives_every_array_and_the_nonzero_keys():
     for k in (NZ_ROWS, NZ_COLS, NZ_VALUES, LOG_FACTORIAL):
         assert "x" + k in b
     assert b["x" + LOG_FACTORIAL].shape == (3,)
+    # passes that only encode skip the per-row constant, and the matrix then never computes it
+    encode_only = DeviceArrays({"x": m}, log_factorial=False)
+    b = next(iterate_device_batches(encode_only, batch_size=50))
+    assert "x" + NZ_VALUES in b and "x" + LOG_FACTORIAL not in b
+    assert encode_only.sparse["x"]._log_factorial is None
 
 
 def test_iterate_device_batches_equals_the_host_path():
