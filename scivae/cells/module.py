@@ -46,10 +46,12 @@ LIBRARIES = ("observed", "latent")
 _LOG_2PI = math.log(2.0 * math.pi)
 # Keys under which inference() leaves q(log library | x) in the batch dict for the likelihood terms.
 _QL_MU, _QL_LOGVAR = "_ql_mu", "_ql_logvar"
-# Key under which inference() leaves the label classifier's input (with gradients) for its loss: a posterior sample
-# of z in training (a classifier that has seen the posterior's spread extrapolates better to shifted query cells,
-# chosen on validation cells in benchmarks/cells/label_transfer_validation.py), the posterior mean otherwise.
+# Key under which inference() leaves the label classifier's input (with gradients) for its loss (see
+# CellVAEModule.classifier_input), the posterior mean outside training.
 _QZ_CLASSIFIER = "_qz_classifier"
+#: What the label classifier trains on: a reparameterised posterior sample (default), one whose spread passes no
+#: gradient, or the posterior mean (scANVI's choice).
+CLASSIFIER_INPUTS = ("sample", "sample-detached-spread", "mean")
 # Key of the NB count terms that importance_constants() computes once for the samples of iwae().
 _COUNT_TERMS = "_nb_count_terms"
 
@@ -142,8 +144,12 @@ class CellVAEModule(VAEModule):
 
     Attributes
     ----------
-    classify_samples
-        Train the classifier on a posterior sample of each cell (default) rather than on its posterior mean.
+    classifier_input
+        What the classifier trains on (:data:`CLASSIFIER_INPUTS`): ``"sample"`` (default), a reparameterised
+        posterior sample, so that the classifier sees the posterior's spread (it then extrapolates better to
+        shifted query cells); ``"sample-detached-spread"``, the same with ``sigma`` detached (the classification
+        loss then moves the posterior means only); ``"mean"``, the posterior mean (scANVI). Chosen on validation
+        cells, ``benchmarks/cells/label_transfer_validation.py``.
     entropy_ratio
         Weight of the entropy of the classifier's labels of the unlabelled cells in the objective: 0, except in a
         query model of reference mapping, where it is ``classification_ratio`` (:mod:`scivae.cells.mapping`).
@@ -220,7 +226,7 @@ class CellVAEModule(VAEModule):
             self.zi_head = nn.Linear(n_hidden, n_genes)
         self.n_labels = int(n_labels)
         self.classification_ratio = float(classification_ratio)
-        self.classify_samples = True
+        self.classifier_input = "sample"
         self.entropy_ratio = 0.0
         # built last, so that a model without labels draws the same initial weights as before the option existed
         self.classifier = LabelClassifier(n_latent, n_hidden, self.n_labels, dropout) if self.n_labels else None
@@ -251,8 +257,17 @@ class CellVAEModule(VAEModule):
             batch[_QL_MU], batch[_QL_LOGVAR] = ql.mu, ql.logvar
         qz = self.z_head(h)
         if self.classifier is not None:
-            batch[_QZ_CLASSIFIER] = qz.rsample() if self.training and self.classify_samples else qz.mu
+            batch[_QZ_CLASSIFIER] = self._classifier_input(qz)
         return qz
+
+    def _classifier_input(self, qz: GaussianPosterior) -> Tensor:
+        if self.classifier_input not in CLASSIFIER_INPUTS:
+            raise ValueError(f"classifier_input={self.classifier_input!r}: use one of {CLASSIFIER_INPUTS}")
+        if not self.training or self.classifier_input == "mean":
+            return qz.mu
+        if self.classifier_input == "sample-detached-spread":
+            return qz.mu + qz.std.detach() * torch.randn_like(qz.mu)
+        return qz.rsample()
 
     def loss(self, batch: Batch, kl_weight: float = 1.0, step: int = 0, n_samples: int = 1) -> LossOutput:
         """The core's objective, plus ``classification_ratio`` times the label classifier's cross-entropy on the

@@ -73,6 +73,31 @@ def test_unlabelled_entropy_is_the_mean_over_weighted_rows() -> None:
     assert float(unlabelled_entropy(logits.detach(), torch.zeros(3))) == 0.0
 
 
+@pytest.mark.parametrize("classifier_input", ["sample", "sample-detached-spread", "mean"])
+def test_classifier_input_and_what_its_loss_moves(classifier_input) -> None:
+    """The classification loss moves the posterior means; with the default input (a reparameterised sample) it
+    reaches the variances too, with a detached spread or the mean it leaves them to the ELBO."""
+    from scivae.cells.module import _QZ_CLASSIFIER, CellVAEModule
+
+    torch.manual_seed(0)
+    module = CellVAEModule(20, n_latent=4, n_hidden=16, n_labels=3).train()
+    module.classifier_input = classifier_input
+    batch = {"x": torch.poisson(torch.full((32, 20), 2.0)), LABELS: torch.arange(32) % 3}
+    module.inference(batch)
+    classification_loss(module.classifier(batch[_QZ_CLASSIFIER]), batch[LABELS]).backward()
+    head = module.z_head
+    assert float(head.mean.weight.grad.abs().sum()) > 0
+    variance_grad = head.logvar.weight.grad
+    reaches_variance = variance_grad is not None and float(variance_grad.abs().sum()) > 0
+    assert reaches_variance == (classifier_input == "sample")
+    module.eval()  # outside training the classifier always reads the posterior mean
+    out = module.inference(dict(batch))
+    assert torch.equal(module._classifier_input(out), out.mu)
+    module.classifier_input = "bogus"
+    with pytest.raises(ValueError, match="classifier_input"):
+        module._classifier_input(out)
+
+
 def test_semi_supervised_model_predicts_the_hidden_labels(ctrl, trained) -> None:
     adata, truth, hidden = ctrl
     assert trained.module.n_labels == 4 and trained.labels.categories == ["B", "NK", "T", "myeloid"]
