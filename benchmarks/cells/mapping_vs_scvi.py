@@ -108,19 +108,26 @@ def isg_ranks(de: pd.DataFrame) -> dict:
     }
 
 
-def pseudobulk_lfc(data: Path) -> pd.DataFrame:
-    """The data's own stim-vs-ctrl change in CD14 monocytes: log2 of the ratio of the mean counts per 10,000 (plus
-    0.1) of the two groups, per gene, as a one-column ``lfc_mean`` table (a model-free yardstick for the tools')."""
+def _cd14_counts(data: Path) -> tuple:
+    """The data's counts (CSR), each cell's ``de_group`` and the gene names (the DE's genes, in file order)."""
     import anndata as ad
     import scipy.sparse as sp
 
     adata = ad.read_h5ad(data)
-    x = sp.csr_matrix(adata.X)
+    names = pd.Index([str(g) for g in adata.var_names], name="gene")
+    return sp.csr_matrix(adata.X), adata.obs[DE_KEY].astype(str).to_numpy(), names
+
+
+def pseudobulk_lfc(data: Path) -> pd.DataFrame:
+    """The data's own stim-vs-ctrl change in CD14 monocytes: log2 of the ratio of the mean counts per 10,000 (plus
+    0.1) of the two groups, per gene, as a one-column ``lfc_mean`` table (a model-free yardstick for the tools')."""
+    import scipy.sparse as sp
+
+    x, group, genes = _cd14_counts(data)
     per_10k = sp.csr_matrix(x.multiply(1e4 / np.maximum(np.asarray(x.sum(1)), 1)))
-    group = adata.obs[DE_KEY].astype(str).to_numpy()
     mean = {g: np.asarray(per_10k[group == g].mean(0)).ravel() for g in (QUERY, REFERENCE)}
     lfc = np.log2(mean[QUERY] + 0.1) - np.log2(mean[REFERENCE] + 0.1)
-    return pd.DataFrame({"lfc_mean": lfc}, index=pd.Index([str(g) for g in adata.var_names], name="gene"))
+    return pd.DataFrame({"lfc_mean": lfc}, index=genes)
 
 
 #: a gene is "seen" when detected in at least this share of the CD14 monocytes of one condition (as the
@@ -130,14 +137,9 @@ SEEN_SHARE = 0.1
 
 def seen_genes(data: Path) -> pd.Index:
     """The genes detected in at least ``SEEN_SHARE`` of the stimulated or of the control CD14 monocytes."""
-    import anndata as ad
-    import scipy.sparse as sp
-
-    adata = ad.read_h5ad(data)
-    x = sp.csr_matrix(adata.X)
-    group = adata.obs[DE_KEY].astype(str).to_numpy()
+    x, group, genes = _cd14_counts(data)
     share = [np.asarray((x[group == g] > 0).mean(0)).ravel() for g in (QUERY, REFERENCE)]
-    return pd.Index([str(g) for g in adata.var_names[np.maximum(*share) >= SEEN_SHARE]], name="gene")
+    return genes[np.maximum(*share) >= SEEN_SHARE]
 
 
 def seed_figures(

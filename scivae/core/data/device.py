@@ -177,7 +177,7 @@ class DeviceArrays:
     ) -> None:
         self.n_obs = _n_rows(arrays)
         self.device = torch.device(device)
-        self.log_factorial = log_factorial
+        self.with_log_factorial = log_factorial
         self.sparse: dict[str, DeviceCSR] = {}
         self.dense: dict[str, Tensor] = {}
         for key, a in arrays.items():
@@ -203,7 +203,7 @@ class DeviceArrays:
             dense, r, c, v = m.gather(rows)
             out[key] = dense
             out[key + NZ_ROWS], out[key + NZ_COLS], out[key + NZ_VALUES] = r, c, v
-            if self.log_factorial:
+            if self.with_log_factorial:
                 out[key + LOG_FACTORIAL] = m.log_factorial[rows]
         for key, t in self.dense.items():
             out[key] = t[rows]
